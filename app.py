@@ -1,0 +1,28 @@
+#!/usr/bin/env python3
+"""The CDK app: one stack per blueprint.
+
+    npx cdk synth                       # sandbox profile (default)
+    npx cdk synth -c profile=production
+"""
+
+from __future__ import annotations
+
+from aws_cdk import App
+
+from messaging_constructs import Profile
+from stacks.compliance import add_packs
+from stacks.exercise_01_queues import Exercise01QueuesStack
+
+
+def build_app(app: App | None = None, *, compliance: bool = True) -> App:
+    """Add every blueprint stack and (unless ``compliance=False``) the compliance packs to ``app``."""
+    app = app or App()
+    profile = Profile.of(app)
+    Exercise01QueuesStack(app, "Exercise01Queues", profile=profile, description="Exercise 01: SQS and SNS fan-out with DLQs and redrive")
+    if compliance:
+        add_packs(app)
+    return app
+
+
+if __name__ == "__main__":
+    build_app().synth()

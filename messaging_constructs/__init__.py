@@ -1,0 +1,35 @@
+"""Secure, observable, failure-aware AWS messaging constructs for the AWS CDK.
+
+Every construct encrypts with a customer-managed KMS key, enforces TLS,
+gives every asynchronous path a dead-letter destination with an alarm, and
+follows a :class:`Profile` (sandbox or production) read from CDK context.
+"""
+
+from .encryption import EncryptionKey, KeyUser, allow_service
+from .function import POWERTOOLS_VERSION, RUNTIME, HandlerFunction, powertools_layer_parameter
+from .idempotency_table import IdempotencyTable
+from .monitoring import AlarmTopic, MonitoringDashboard
+from .network import PrivateNetwork
+from .profile import PRODUCTION, SANDBOX, Profile
+from .queue import SecureQueue
+from .topic import DELIVERY_LOGGING_PROTOCOLS, SecureTopic
+
+__all__ = [
+    "AlarmTopic",
+    "DELIVERY_LOGGING_PROTOCOLS",
+    "EncryptionKey",
+    "HandlerFunction",
+    "IdempotencyTable",
+    "KeyUser",
+    "MonitoringDashboard",
+    "POWERTOOLS_VERSION",
+    "PRODUCTION",
+    "PrivateNetwork",
+    "Profile",
+    "RUNTIME",
+    "SANDBOX",
+    "SecureQueue",
+    "SecureTopic",
+    "allow_service",
+    "powertools_layer_parameter",
+]

@@ -1,0 +1,117 @@
+"""Customer-managed KMS keys with only the service access that callers ask for."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+
+from aws_cdk import ArnFormat, Stack, aws_iam as iam, aws_kms as kms
+from constructs import Construct
+
+from .profile import Profile
+
+
+class KeyUser(enum.Enum):
+    """AWS services that may be let use a key through its key policy."""
+
+    #: SNS encrypting messages for an encrypted SQS subscription or DLQ.
+    SNS = "sns"
+    #: EventBridge delivering to encrypted targets or encrypting a bus.
+    EVENTBRIDGE = "events"
+    #: CloudWatch alarms publishing to an encrypted SNS topic.
+    CLOUDWATCH = "cloudwatch"
+    #: CloudWatch Logs encrypting log groups in this account and region.
+    LOGS = "logs"
+
+
+_SERVICE_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey*"]
+_LOGS_ACTIONS = [
+    "kms:Encrypt",
+    "kms:Decrypt",
+    "kms:ReEncryptFrom",
+    "kms:ReEncryptTo",
+    "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext",
+    "kms:DescribeKey",
+]
+
+
+class EncryptionKey(Construct):
+    """A customer-managed KMS key with rotation on.
+
+    Use one per stack (shared) or one per resource: every construct in this
+    library takes ``encryption_key`` and creates its own key when none is given.
+
+    :param users: services let use the key through the key policy, each
+        limited to this account (and, for CloudWatch Logs, to log groups of
+        this account and region). Default: none.
+    :param alias: an alias for the key. Default: no alias.
+    :param description: the key's description. Default: "Messaging blueprints data key".
+    :param profile: decides the removal policy and pending window (sandbox:
+        destroyed after 7 days; production: retained). Default: from context.
+
+    Attributes: ``key`` (the ``kms.Key``).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        users: Sequence[KeyUser] = (),
+        alias: str | None = None,
+        description: str | None = None,
+        profile: Profile | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        profile = profile or Profile.of(self)
+        self.key = kms.Key(
+            self,
+            "Resource",
+            enable_key_rotation=True,
+            description=description or "Messaging blueprints data key",
+            alias=alias,
+            pending_window=profile.key_pending_window,
+            removal_policy=profile.removal_policy,
+        )
+        for user in dict.fromkeys(users):
+            allow_service(self.key, user)
+
+
+def allow_service(key: kms.IKey, user: KeyUser, *, source_arn: str | None = None) -> None:
+    """Let ``user`` use ``key`` for this account only; no-op on imported keys.
+
+    :param source_arn: further limit the service to one resource (``aws:SourceArn``).
+    """
+    stack = Stack.of(key)
+    if user is KeyUser.LOGS:
+        statement = iam.PolicyStatement(
+            sid="AllowCloudWatchLogs",
+            principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
+            actions=_LOGS_ACTIONS,
+            resources=["*"],
+            conditions={
+                "ArnLike": {
+                    "kms:EncryptionContext:aws:logs:arn": stack.format_arn(
+                        service="logs", resource="log-group", resource_name="*",
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                }
+            },
+        )
+    else:
+        conditions: dict = {"StringEquals": {"aws:SourceAccount": stack.account}}
+        if source_arn:
+            conditions["ArnEquals"] = {"aws:SourceArn": source_arn}
+        if user is KeyUser.CLOUDWATCH:
+            # CloudWatch does not send aws:SourceAccount with its KMS calls for
+            # alarm actions; the service principal alone limits the statement.
+            conditions = {}
+        statement = iam.PolicyStatement(
+            principals=[iam.ServicePrincipal(f"{user.value}.amazonaws.com")],
+            actions=_SERVICE_ACTIONS,
+            resources=["*"],
+            conditions=conditions or None,
+        )
+    key.add_to_resource_policy(statement, allow_no_op=True)
+

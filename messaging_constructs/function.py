@@ -1,0 +1,231 @@
+"""HandlerFunction: a hardened Python Lambda function for message handlers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import jsii
+
+from aws_cdk import Duration, Stack, aws_cloudwatch as cloudwatch, aws_ec2 as ec2, aws_iam as iam, aws_kms as kms, aws_lambda as lambda_, aws_lambda_event_sources as event_sources, aws_logs as logs, aws_sns as sns, aws_sqs as sqs, aws_ssm as ssm
+from constructs import Construct
+
+from . import _acknowledgements as ack
+from ._iam import ManagedPolicyRole
+from ._validation import check_range, check_visibility_timeout, require
+from .encryption import KeyUser, allow_service
+from .monitoring import lambda_function as lambda_monitoring
+from .network import PrivateNetwork
+from .profile import Profile
+from .queue import SecureQueue
+
+#: The newest Python runtime that both Lambda and the pinned aws-cdk-lib know.
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+#: The Powertools release whose published layer the functions use.
+POWERTOOLS_VERSION = "3.37.0"
+
+
+def powertools_layer_parameter(version: str = POWERTOOLS_VERSION, runtime: lambda_.Runtime = RUNTIME) -> str:
+    """The public SSM parameter, published by Powertools in every region, holding the layer ARN."""
+    return f"/aws/service/powertools/python/arm64/{runtime.name}/{version}"
+
+
+@jsii.implements(iam.IGrantable)
+class HandlerFunction(Construct):
+    """A Python Lambda function with the defaults a message handler needs.
+
+    - runtime ``python3.14`` on ``arm64``; code from ``code_path`` (a folder);
+    - Powertools from the layer AWS publishes, its ARN resolved per region at
+      deploy time from the public SSM parameter (nothing bundled, no lookup);
+    - its own log group, encrypted with ``encryption_key`` and kept for the
+      profile's retention; a role with a customer-managed policy holding only
+      its own log and X-Ray permissions plus whatever is granted to it;
+    - X-Ray active tracing; Powertools service name and metrics namespace set;
+    - asynchronous invocations retried twice then sent to a dead-letter
+      queue (a :class:`SecureQueue`) that alarms on any message;
+    - alarms on errors and throttles.
+
+    :param code_path: folder holding ``handler.py``. Required.
+    :param service_name: Powertools service name (``POWERTOOLS_SERVICE_NAME``). Required.
+    :param handler: Default: ``handler.lambda_handler``.
+    :param metrics_namespace: ``POWERTOOLS_METRICS_NAMESPACE``. Default: ``MessagingBlueprints``.
+    :param description: Default: none.
+    :param timeout: Default: 30 seconds.
+    :param memory_size: MiB (128 to 10,240). Default: 256.
+    :param reserved_concurrent_executions: Default: the profile's (sandbox:
+        none; production: 10).
+    :param environment: extra environment variables. Default: none.
+    :param encryption_key: encrypts the log group, the environment and the
+        asynchronous DLQ. Default: a new key with rotation.
+    :param network: run in this network's private subnets, with a security
+        group that may reach only HTTPS (the VPC endpoints). Default: none
+        (outside a VPC); give one for the production profile.
+    :param powertools_version: Default: ``3.37.0``.
+    :param alarm_topic: where alarms notify. Default: no action.
+    :param profile: decides log retention, removal and reserved concurrency. Default: from context.
+
+    Attributes: ``function``, ``role``, ``log_group``, ``dead_letter_queue``,
+    ``security_group`` (or None), ``alarms``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        code_path: str,
+        service_name: str,
+        handler: str = "handler.lambda_handler",
+        metrics_namespace: str = "MessagingBlueprints",
+        description: str | None = None,
+        timeout: Duration = Duration.seconds(30),
+        memory_size: int = 256,
+        reserved_concurrent_executions: int | None = None,
+        environment: Mapping[str, str] | None = None,
+        encryption_key: kms.IKey | None = None,
+        network: PrivateNetwork | None = None,
+        powertools_version: str = POWERTOOLS_VERSION,
+        alarm_topic: sns.ITopic | None = None,
+        profile: Profile | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.profile = profile or Profile.of(self)
+        check_range("memory_size", memory_size, 128, 10240, "MiB")
+        check_range("timeout", timeout.to_seconds(), 1, 900, "s")
+        if reserved_concurrent_executions is None:
+            reserved_concurrent_executions = self.profile.reserved_concurrency
+        check_range("reserved_concurrent_executions", reserved_concurrent_executions, 0, 10000)
+        self._alarm_topic = alarm_topic
+        self.key: kms.IKey = encryption_key or kms.Key(
+            self, "Key", enable_key_rotation=True, removal_policy=self.profile.removal_policy,
+            pending_window=self.profile.key_pending_window,
+        )
+        allow_service(self.key, KeyUser.LOGS)
+        self.log_group = logs.LogGroup(
+            self, "LogGroup", encryption_key=self.key, retention=self.profile.log_retention,
+            removal_policy=self.profile.removal_policy,
+        )
+        self.role = ManagedPolicyRole(
+            self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Runs the {service_name} function",
+        )
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[self.log_group.log_group_arn])
+        )
+        self.dead_letter_queue = SecureQueue(
+            self, "AsyncDeadLetterQueue", dead_letter_queue=False, encryption_key=self.key,
+            alarm_topic=alarm_topic, profile=self.profile,
+        )
+        self.security_group: ec2.SecurityGroup | None = None
+        vpc_options: dict = {}
+        if network is not None:
+            self.security_group = network.function_security_group(self, "SecurityGroup")
+            vpc_options = dict(vpc=network.vpc, vpc_subnets=network.subnet_selection, security_groups=[self.security_group])
+            self.role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=[
+                        "ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
+                        "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses",
+                    ],
+                    resources=["*"],
+                )
+            )
+        layer_arn = ssm.StringParameter.value_for_string_parameter(self, powertools_layer_parameter(powertools_version))
+        self.function = lambda_.Function(
+            self,
+            "Resource",
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.ARM_64,
+            handler=handler,
+            code=lambda_.Code.from_asset(code_path, exclude=["__pycache__", "*.pyc"]),
+            layers=[lambda_.LayerVersion.from_layer_version_arn(self, "PowertoolsLayer", layer_arn)],
+            description=description,
+            timeout=timeout,
+            memory_size=memory_size,
+            reserved_concurrent_executions=reserved_concurrent_executions,
+            role=self.role,
+            log_group=self.log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+            environment={
+                "POWERTOOLS_SERVICE_NAME": service_name,
+                "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace,
+                "POWERTOOLS_LOG_LEVEL": "INFO",
+                **(environment or {}),
+            },
+            environment_encryption=self.key,
+            dead_letter_queue=self.dead_letter_queue.queue,
+            retry_attempts=2,
+            **vpc_options,
+        )
+        # CDK makes the function depend on the role, which it already
+        # references (cfn-lint W3005); it need only wait for the policy.
+        function_resource = self.function.node.default_child
+        function_resource.add_override("DependsOn", [Stack.of(self).get_logical_id(self.role.policy.node.default_child)])
+        # Lambda encrypts failed asynchronous events for the DLQ with the role's credentials.
+        self.key.grant(self.role, "kms:GenerateDataKey", "kms:Decrypt")
+        self.alarms: list[cloudwatch.Alarm] = lambda_monitoring.alarms(self, self.function, alarm_topic) + self.dead_letter_queue.alarms
+
+        ack.xray_wildcard(self.role)
+        ack.async_dead_letter_queue(self.function)
+        if network is None and not self.profile.is_production:
+            ack.function_outside_vpc(self.function)
+        if reserved_concurrent_executions is None and not self.profile.is_production:
+            ack.function_without_reserved_concurrency(self.function)
+
+    @property
+    def timeout(self) -> Duration:
+        return self.function.timeout or Duration.seconds(3)
+
+    def add_sqs_source(
+        self,
+        queue: SecureQueue | sqs.IQueue,
+        *,
+        batch_size: int = 10,
+        max_batching_window: Duration | None = None,
+        max_concurrency: int | None = None,
+    ) -> event_sources.SqsEventSource:
+        """Consume ``queue`` with partial batch responses (``ReportBatchItemFailures``).
+
+        :param batch_size: 1 to 10 for FIFO queues, 1 to 10,000 for standard
+            ones (above 10 a batching window is required). Default: 10.
+        :param max_batching_window: up to 5 minutes. Default: none.
+        :param max_concurrency: concurrent batches the source may invoke (2 to
+            1,000). Default: no limit but the function's reserved concurrency.
+        """
+        fifo = queue.fifo if isinstance(queue, SecureQueue) else bool(getattr(queue, "fifo", False))
+        check_range("batch_size", batch_size, 1, 10 if fifo else 10000)
+        require(
+            batch_size <= 10 or (max_batching_window is not None and max_batching_window.to_seconds() > 0),
+            f"batch_size above 10 needs a max_batching_window, got batch_size {batch_size} and no window",
+        )
+        if max_batching_window is not None:
+            check_range("max_batching_window", max_batching_window.to_seconds(), 0, 300, "s")
+        check_range("max_concurrency", max_concurrency, 2, 1000)
+        if isinstance(queue, SecureQueue):
+            check_visibility_timeout(queue.visibility_timeout, self.timeout)
+        source = event_sources.SqsEventSource(
+            queue.queue if isinstance(queue, SecureQueue) else queue,
+            batch_size=batch_size,
+            max_batching_window=max_batching_window,
+            max_concurrency=max_concurrency,
+            report_batch_item_failures=True,
+        )
+        self.function.add_event_source(source)
+        ack.sqs_event_source_destination(self.function)
+        return source
+
+    # --- grants and metrics ---------------------------------------------------
+
+    @property
+    def grant_principal(self) -> iam.IPrincipal:
+        return self.function.grant_principal
+
+    def metric_errors(self, **options) -> cloudwatch.Metric:
+        """Errors. Default: sum over 5 minutes."""
+        return lambda_monitoring.errors(self.function, **options)
+
+    def metric_throttles(self, **options) -> cloudwatch.Metric:
+        """Throttles. Default: sum over 5 minutes."""
+        return lambda_monitoring.throttles(self.function, **options)
+
+    def dashboard_widgets(self, title: str) -> list[cloudwatch.IWidget]:
+        return lambda_monitoring.widgets(title, self.function)

@@ -1,0 +1,75 @@
+"""IdempotencyTable: the DynamoDB table Powertools idempotency writes to."""
+
+from __future__ import annotations
+
+from aws_cdk import aws_backup as backup, aws_cloudwatch as cloudwatch, aws_dynamodb as dynamodb, aws_iam as iam, aws_kms as kms, aws_sns as sns
+from constructs import Construct
+
+from . import _acknowledgements as ack
+from .monitoring import dynamodb as dynamodb_monitoring
+from .profile import Profile
+
+
+class IdempotencyTable(Construct):
+    """A DynamoDB table shaped for Powertools idempotency (key ``id``, TTL ``expiration``).
+
+    On-demand, encrypted with a CMK, point-in-time recovery on. In the
+    production profile it also has deletion protection, is retained on delete
+    and is in a daily backup plan (35-day retention) whose vault uses the same key.
+
+    :param encryption_key: Default: a new key with rotation.
+    :param alarm_topic: where the throttle and system-error alarms notify. Default: no action.
+    :param profile: Default: from context.
+
+    Attributes: ``table``, ``key``, ``backup_plan`` (or None), ``alarms``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        encryption_key: kms.IKey | None = None,
+        alarm_topic: sns.ITopic | None = None,
+        profile: Profile | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.profile = profile or Profile.of(self)
+        self.key: kms.IKey = encryption_key or kms.Key(
+            self, "Key", enable_key_rotation=True, removal_policy=self.profile.removal_policy,
+            pending_window=self.profile.key_pending_window,
+        )
+        self.table = dynamodb.Table(
+            self,
+            "Resource",
+            partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
+            time_to_live_attribute="expiration",
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=self.key,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True),
+            deletion_protection=self.profile.deletion_protection,
+            removal_policy=self.profile.removal_policy,
+        )
+        self.backup_plan: backup.BackupPlan | None = None
+        if self.profile.backup:
+            vault = backup.BackupVault(self, "BackupVault", encryption_key=self.key, removal_policy=self.profile.removal_policy)
+            self.backup_plan = backup.BackupPlan(self, "BackupPlan", backup_vault=vault)
+            self.backup_plan.add_rule(backup.BackupPlanRule.daily())
+            selection = self.backup_plan.add_selection("Table", resources=[backup.BackupResource.from_dynamo_db_table(self.table)])
+            ack.backup_service_role(selection)
+        else:
+            ack.table_without_backup_plan(self.table)
+        self.alarms: list[cloudwatch.Alarm] = dynamodb_monitoring.alarms(self, self.table, alarm_topic)
+
+    def grant_idempotency(self, grantee: iam.IGrantable) -> iam.Grant:
+        """What Powertools idempotency needs: dynamodb:GetItem, PutItem, UpdateItem, DeleteItem; kms:Decrypt, Encrypt, GenerateDataKey."""
+        grant = self.table.grant(grantee, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+        return grant.combine(self.key.grant(grantee, "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"))
+
+    def metric_throttled_requests(self) -> cloudwatch.IMetric:
+        """Throttled item requests. Default: sum over 5 minutes."""
+        return dynamodb_monitoring.throttled_requests(self.table)
+
+    def dashboard_widgets(self, title: str) -> list[cloudwatch.IWidget]:
+        return dynamodb_monitoring.widgets(title, self.table)

@@ -1,0 +1,48 @@
+"""DynamoDB: metrics, alarms and dashboard widgets."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, aws_cloudwatch as cloudwatch, aws_dynamodb as dynamodb, aws_sns as sns
+from constructs import Construct
+
+from ._alarms import make_alarm
+
+PERIOD = Duration.minutes(5)
+_OPERATIONS = [
+    dynamodb.Operation.GET_ITEM,
+    dynamodb.Operation.PUT_ITEM,
+    dynamodb.Operation.UPDATE_ITEM,
+    dynamodb.Operation.DELETE_ITEM,
+]
+
+
+def throttled_requests(table: dynamodb.ITable) -> cloudwatch.IMetric:
+    """Throttled requests across item operations, sum over 5 minutes."""
+    return table.metric_throttled_requests_for_operations(operations=_OPERATIONS, period=PERIOD)
+
+
+def system_errors(table: dynamodb.ITable) -> cloudwatch.IMetric:
+    """System errors across item operations, sum over 5 minutes."""
+    return table.metric_system_errors_for_operations(operations=_OPERATIONS, period=PERIOD)
+
+
+def alarms(scope: Construct, table: dynamodb.ITable, alarm_topic: sns.ITopic | None) -> list[cloudwatch.Alarm]:
+    return [
+        make_alarm(
+            scope, "ThrottlesAlarm", metric=throttled_requests(table), threshold=1, alarm_topic=alarm_topic,
+            description=f"Table {table.node.path} throttled requests.",
+        ),
+        make_alarm(
+            scope, "SystemErrorsAlarm", metric=system_errors(table), threshold=1, alarm_topic=alarm_topic,
+            description=f"Table {table.node.path} returned system errors.",
+        ),
+    ]
+
+
+def widgets(title: str, table: dynamodb.ITable) -> list[cloudwatch.IWidget]:
+    return [
+        # Each math expression names its operations' metrics the same way, so
+        # the two cannot share a graph.
+        cloudwatch.GraphWidget(title=f"{title}: throttled requests", left=[throttled_requests(table)], width=12),
+        cloudwatch.GraphWidget(title=f"{title}: system errors", left=[system_errors(table)], width=12),
+    ]

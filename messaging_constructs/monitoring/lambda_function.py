@@ -1,0 +1,49 @@
+"""Lambda: metrics, alarms and dashboard widgets."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, aws_cloudwatch as cloudwatch, aws_lambda as lambda_, aws_sns as sns
+from constructs import Construct
+
+from ._alarms import make_alarm
+
+PERIOD = Duration.minutes(5)
+
+
+def errors(function: lambda_.IFunction, **options) -> cloudwatch.Metric:
+    """Errors, sum over 5 minutes unless ``options`` say otherwise."""
+    return function.metric_errors(**{"statistic": "Sum", "period": PERIOD, **options})
+
+
+def throttles(function: lambda_.IFunction, **options) -> cloudwatch.Metric:
+    """Throttles, sum over 5 minutes unless ``options`` say otherwise."""
+    return function.metric_throttles(**{"statistic": "Sum", "period": PERIOD, **options})
+
+
+def alarms(scope: Construct, function: lambda_.IFunction, alarm_topic: sns.ITopic | None) -> list[cloudwatch.Alarm]:
+    """Alarms on any error and any throttle in 5 minutes."""
+    return [
+        make_alarm(
+            scope, "ErrorsAlarm", metric=errors(function), threshold=1, alarm_topic=alarm_topic,
+            description=f"Function {function.node.path} reported errors: see its log group.",
+        ),
+        make_alarm(
+            scope, "ThrottlesAlarm", metric=throttles(function), threshold=1, alarm_topic=alarm_topic,
+            description=f"Function {function.node.path} was throttled: raise its reserved concurrency or lower the event source's maximum concurrency.",
+        ),
+    ]
+
+
+def widgets(title: str, function: lambda_.IFunction) -> list[cloudwatch.IWidget]:
+    return [
+        cloudwatch.GraphWidget(
+            title=f"{title}: invocations, errors, throttles",
+            left=[function.metric_invocations(period=PERIOD, label="invocations"), errors(function, label="errors"), throttles(function, label="throttles")],
+            width=12,
+        ),
+        cloudwatch.GraphWidget(
+            title=f"{title}: duration p99 (ms)",
+            left=[function.metric_duration(period=PERIOD, statistic="p99")],
+            width=12,
+        ),
+    ]

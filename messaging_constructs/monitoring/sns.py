@@ -1,0 +1,42 @@
+"""SNS: metrics, alarms and dashboard widgets."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, aws_cloudwatch as cloudwatch, aws_sns as sns
+from constructs import Construct
+
+from ._alarms import make_alarm
+
+PERIOD = Duration.minutes(5)
+
+
+def notifications_failed(topic: sns.ITopic, **options) -> cloudwatch.Metric:
+    """NumberOfNotificationsFailed, sum over 5 minutes unless ``options`` say otherwise."""
+    return topic.metric_number_of_notifications_failed(**{"statistic": "Sum", "period": PERIOD, **options})
+
+
+def failed_notifications_alarm(scope: Construct, topic: sns.ITopic, alarm_topic: sns.ITopic | None) -> cloudwatch.Alarm:
+    """Alarm on any failed delivery (after SNS's own retries)."""
+    return make_alarm(
+        scope,
+        "NotificationsFailedAlarm",
+        metric=notifications_failed(topic),
+        threshold=1,
+        description=f"Topic {topic.node.path} failed to deliver notifications: see the delivery-status log group and the subscription DLQs.",
+        alarm_topic=alarm_topic,
+    )
+
+
+def widgets(title: str, topic: sns.ITopic) -> list[cloudwatch.IWidget]:
+    return [
+        cloudwatch.GraphWidget(
+            title=f"{title}: published, delivered, failed",
+            left=[
+                topic.metric_number_of_messages_published(period=PERIOD, label="published"),
+                topic.metric_number_of_notifications_delivered(period=PERIOD, label="delivered"),
+                notifications_failed(topic, label="failed"),
+                topic.metric_number_of_notifications_filtered_out(period=PERIOD, label="filtered out"),
+            ],
+            width=24,
+        )
+    ]

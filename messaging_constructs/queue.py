@@ -1,0 +1,204 @@
+"""SecureQueue: an SQS queue with a CMK, TLS only, a dead-letter queue and alarms."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, Names, Stack, aws_cloudwatch as cloudwatch, aws_iam as iam, aws_kms as kms, aws_sns as sns, aws_sqs as sqs
+from constructs import Construct
+
+from . import _acknowledgements as ack
+from ._validation import check_duration_range, check_length, check_range, check_visibility_timeout, require
+from .monitoring import sqs as sqs_monitoring
+from .profile import Profile
+
+MAX_RETENTION = Duration.days(14)
+
+
+class SecureQueue(Construct):
+    """An SQS queue (standard or FIFO) that is encrypted, TLS-only and failure-aware.
+
+    By default it gets a dead-letter queue of the same type that receives a
+    message after ``max_receive_count`` failed receives, keeps it for 14 days
+    (longer than the source keeps messages), and accepts redrives from this
+    queue only. Alarms fire when the DLQ holds a message and when the oldest
+    message in the source has waited ``age_alarm_threshold``.
+
+    With ``dead_letter_queue=False`` the queue is itself a dead-letter
+    destination (of an SNS subscription, an EventBridge target or a function's
+    asynchronous invocations): it keeps messages 14 days and alarms on any.
+
+    :param fifo: a FIFO queue. Default: False (standard).
+    :param content_based_deduplication: FIFO only: deduplicate on a SHA-256 of
+        the body. Default: False.
+    :param high_throughput: FIFO only: deduplicate and limit throughput per
+        message group (high-throughput mode). Default: False.
+    :param encryption_key: the CMK for the queue and its DLQ. Default: a new key with rotation.
+    :param visibility_timeout: Default: 6 times ``consumer_timeout`` when that
+        is given, else 30 seconds.
+    :param consumer_timeout: the timeout of the function (or worker) that
+        consumes the queue; the visibility timeout must be at least 6 times it.
+        Default: not checked.
+    :param retention_period: how long the source keeps messages. Default: 4 days.
+    :param dead_letter_queue: create a DLQ. Default: True.
+    :param max_receive_count: receives before a message moves to the DLQ (1 to 1,000). Default: 5.
+    :param age_alarm_threshold: age of the oldest message that raises the alarm. Default: 15 minutes.
+    :param alarm_topic: where alarms notify. Default: no action (alarms still show in CloudWatch).
+    :param queue_name: the queue's name (``.fifo`` is added for FIFO). Default:
+        generated from the construct path (a fixed name is needed so that the
+        DLQ's redrive-allow policy can name this queue without a circular reference).
+    :param profile: decides the removal policy. Default: from context.
+
+    Attributes: ``queue``, ``dead_letter_queue`` (or None), ``key``, ``alarms``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        fifo: bool = False,
+        content_based_deduplication: bool = False,
+        high_throughput: bool = False,
+        encryption_key: kms.IKey | None = None,
+        visibility_timeout: Duration | None = None,
+        consumer_timeout: Duration | None = None,
+        retention_period: Duration | None = None,
+        dead_letter_queue: bool = True,
+        max_receive_count: int = 5,
+        age_alarm_threshold: Duration | None = None,
+        alarm_topic: sns.ITopic | None = None,
+        queue_name: str | None = None,
+        profile: Profile | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.profile = profile or Profile.of(self)
+        require(fifo or not content_based_deduplication, "content_based_deduplication needs fifo=True")
+        require(fifo or not high_throughput, "high_throughput needs fifo=True")
+        check_range("max_receive_count", max_receive_count, 1, 1000)
+        if visibility_timeout is None:
+            visibility_timeout = (
+                Duration.seconds(6 * consumer_timeout.to_seconds())
+                if consumer_timeout is not None and not consumer_timeout.is_unresolved()
+                else Duration.seconds(30)
+            )
+        check_duration_range("visibility timeout", visibility_timeout, Duration.seconds(0), Duration.hours(12))
+        if consumer_timeout is not None:
+            check_visibility_timeout(visibility_timeout, consumer_timeout)
+        if dead_letter_queue:
+            retention_period = retention_period or Duration.days(4)
+            check_duration_range("retention period", retention_period, Duration.minutes(1), Duration.days(13))
+        else:
+            retention_period = retention_period or MAX_RETENTION
+            check_duration_range("retention period", retention_period, Duration.minutes(1), MAX_RETENTION)
+        age_alarm_threshold = age_alarm_threshold or Duration.minutes(15)
+
+        self.key: kms.IKey = encryption_key or kms.Key(
+            self, "Key", enable_key_rotation=True, removal_policy=self.profile.removal_policy,
+            pending_window=self.profile.key_pending_window,
+        )
+        self.fifo = fifo
+        self.visibility_timeout = visibility_timeout
+        self.dead_letter_queue: sqs.Queue | None = None
+        self.alarms: list[cloudwatch.Alarm] = []
+
+        common = dict(
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=self.key,
+            enforce_ssl=True,
+            fifo=fifo or None,
+            removal_policy=self.profile.removal_policy,
+        )
+        dead_letter = None
+        if dead_letter_queue:
+            queue_name = _fifo_name(queue_name or Names.unique_resource_name(self, max_length=70, separator="-"), fifo)
+            source_arn = Stack.of(self).format_arn(service="sqs", resource=queue_name)
+            self.dead_letter_queue = sqs.Queue(
+                self,
+                "DeadLetterQueue",
+                retention_period=MAX_RETENTION,
+                redrive_allow_policy=sqs.RedriveAllowPolicy(
+                    redrive_permission=sqs.RedrivePermission.BY_QUEUE,
+                    source_queues=[sqs.Queue.from_queue_arn(self, "Source", source_arn)],
+                ),
+                **common,
+            )
+            dead_letter = sqs.DeadLetterQueue(queue=self.dead_letter_queue, max_receive_count=max_receive_count)
+        elif queue_name is not None:
+            queue_name = _fifo_name(queue_name, fifo)
+        check_length("queue name", queue_name, 80)
+
+        self.queue = sqs.Queue(
+            self,
+            "Resource",
+            queue_name=queue_name,
+            visibility_timeout=visibility_timeout,
+            retention_period=retention_period,
+            dead_letter_queue=dead_letter,
+            content_based_deduplication=content_based_deduplication or None,
+            deduplication_scope=sqs.DeduplicationScope.MESSAGE_GROUP if high_throughput else None,
+            fifo_throughput_limit=sqs.FifoThroughputLimit.PER_MESSAGE_GROUP_ID if high_throughput else None,
+            **common,
+        )
+
+        if self.dead_letter_queue is not None:
+            self.alarms.append(sqs_monitoring.age_alarm(self, self.queue, age_alarm_threshold, alarm_topic))
+            self.alarms.append(sqs_monitoring.not_empty_alarm(self, "DeadLetterQueueNotEmptyAlarm", self.dead_letter_queue, alarm_topic))
+            ack.terminal_queue(self.dead_letter_queue)
+        else:
+            self.alarms.append(sqs_monitoring.not_empty_alarm(self, "NotEmptyAlarm", self.queue, alarm_topic))
+            ack.terminal_queue(self.queue)
+
+    # --- grants -------------------------------------------------------------
+
+    def grant_send_messages(self, grantee: iam.IGrantable) -> iam.Grant:
+        """sqs:SendMessage, GetQueueAttributes, GetQueueUrl; kms:Encrypt, Decrypt, ReEncrypt*, GenerateDataKey*."""
+        return self.queue.grant_send_messages(grantee)
+
+    def grant_consume_messages(self, grantee: iam.IGrantable) -> iam.Grant:
+        """sqs:ReceiveMessage, ChangeMessageVisibility, GetQueueUrl, DeleteMessage, GetQueueAttributes; kms:Decrypt."""
+        return self.queue.grant_consume_messages(grantee)
+
+    def grant_redrive(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Start, list and cancel message move tasks from the DLQ back to this queue.
+
+        sqs:StartMessageMoveTask, ListMessageMoveTasks, CancelMessageMoveTask,
+        ReceiveMessage, DeleteMessage, GetQueueAttributes on the DLQ,
+        sqs:SendMessage on the source; kms:Decrypt and GenerateDataKey* on the key.
+        """
+        require(self.dead_letter_queue is not None, "grant_redrive needs a queue with a dead-letter queue")
+        assert self.dead_letter_queue is not None
+        grant = iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=[
+                "sqs:StartMessageMoveTask", "sqs:ListMessageMoveTasks", "sqs:CancelMessageMoveTask",
+                "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+            ],
+            resource_arns=[self.dead_letter_queue.queue_arn],
+        )
+        grant = grant.combine(iam.Grant.add_to_principal(grantee=grantee, actions=["sqs:SendMessage"], resource_arns=[self.queue.queue_arn]))
+        return grant.combine(self.key.grant(grantee, "kms:Decrypt", "kms:GenerateDataKey*"))
+
+    # --- metrics -----------------------------------------------------------
+
+    def metric_approximate_age_of_oldest_message(self, **options) -> cloudwatch.Metric:
+        """Age of the oldest message in the source. Default: maximum over 1 minute."""
+        return sqs_monitoring.age_of_oldest_message(self.queue, **options)
+
+    def metric_approximate_number_of_messages_visible(self, **options) -> cloudwatch.Metric:
+        """Messages ready in the source. Default: maximum over 1 minute."""
+        return sqs_monitoring.messages_visible(self.queue, **options)
+
+    def metric_dead_letter_messages_visible(self, **options) -> cloudwatch.Metric:
+        """Messages in the DLQ. Default: maximum over 1 minute."""
+        require(self.dead_letter_queue is not None, "this queue has no dead-letter queue")
+        assert self.dead_letter_queue is not None
+        return sqs_monitoring.messages_visible(self.dead_letter_queue, **options)
+
+    def dashboard_widgets(self, title: str) -> list[cloudwatch.IWidget]:
+        """Widgets for a dashboard section: depth, in flight, dead-lettered, age."""
+        return sqs_monitoring.widgets(title, self.queue, self.dead_letter_queue)
+
+
+def _fifo_name(name: str, fifo: bool) -> str:
+    if fifo and not name.endswith(".fifo"):
+        return f"{name}.fifo"
+    return name

@@ -1,0 +1,1 @@
+"""Blueprint stacks: each composes messaging_constructs into one deployable architecture."""

@@ -1,0 +1,113 @@
+"""Exercise01Queues: order events fanned out over SNS to SQS consumers, standard and FIFO."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Duration, Stack, aws_ec2 as ec2, aws_sns as sns
+from constructs import Construct
+
+from messaging_constructs import (
+    AlarmTopic,
+    EncryptionKey,
+    HandlerFunction,
+    IdempotencyTable,
+    KeyUser,
+    MonitoringDashboard,
+    PrivateNetwork,
+    Profile,
+    SecureQueue,
+    SecureTopic,
+)
+
+from ._paths import lambda_code
+
+#: Orders at or above this total go to fraud review (a filter on the message body).
+FRAUD_REVIEW_THRESHOLD = 500
+CONSUMER_TIMEOUT = Duration.seconds(30)
+
+
+class Exercise01QueuesStack(Stack):
+    """Order events: a producer publishes in batches to a standard and a FIFO topic.
+
+    - ``orders`` (standard) fans out to three queues: ``billing`` (attribute
+      filter ``event_type = OrderPlaced``, idempotent consumer keyed on the
+      order id), ``fraud-review`` (body filter ``total >= 500``) and ``audit``
+      (every event);
+    - ``orders.fifo`` delivers to ``ledger.fifo`` with one message group per
+      customer, consumed in order;
+    - every queue has a DLQ, every subscription a DLQ, every function an
+      asynchronous DLQ; all alarm to one topic and show on one dashboard.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, profile: Profile | None = None, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        profile = profile or Profile.of(self)
+        key = EncryptionKey(self, "Key", users=[KeyUser.LOGS], alias=f"alias/{construct_id.lower()}", profile=profile).key
+        alarms = AlarmTopic(self, "Alarms", encryption_key=key).topic
+        dashboard = MonitoringDashboard(self, "Dashboard")
+        network = (
+            PrivateNetwork(
+                self, "Network", encryption_key=key, profile=profile,
+                interface_endpoints=[ec2.InterfaceVpcEndpointAwsService.SNS, ec2.InterfaceVpcEndpointAwsService.XRAY],
+                gateway_endpoints=[ec2.GatewayVpcEndpointAwsService.DYNAMODB],
+            )
+            if profile.functions_in_vpc
+            else None
+        )
+        common = dict(encryption_key=key, alarm_topic=alarms, profile=profile)
+
+        def function(construct_id: str, code: str, **options) -> HandlerFunction:
+            fn = HandlerFunction(
+                self, construct_id, code_path=lambda_code(code), service_name=code, timeout=CONSUMER_TIMEOUT,
+                network=network, **common, **options,
+            )
+            dashboard.add_section(f"{construct_id} function", fn.dashboard_widgets(construct_id))
+            return fn
+
+        def queue(construct_id: str, **options) -> SecureQueue:
+            q = SecureQueue(self, construct_id, consumer_timeout=CONSUMER_TIMEOUT, **common, **options)
+            dashboard.add_section(f"{construct_id} queue", q.dashboard_widgets(construct_id))
+            return q
+
+        orders = SecureTopic(self, "Orders", **common)
+        orders_fifo = SecureTopic(self, "OrdersFifo", fifo=True, **common)
+        for title, topic in (("Orders topic", orders), ("OrdersFifo topic", orders_fifo)):
+            dashboard.add_section(title, topic.dashboard_widgets(title))
+
+        billing = queue("Billing")
+        fraud_review = queue("FraudReview")
+        audit = queue("Audit")
+        ledger = queue("Ledger", fifo=True, content_based_deduplication=False, high_throughput=True)
+
+        orders.subscribe_queue(billing, filter_policy={"event_type": sns.SubscriptionFilter.string_filter(allowlist=["OrderPlaced"])})
+        orders.subscribe_queue(
+            fraud_review,
+            filter_policy={"total": sns.SubscriptionFilter.numeric_filter(greater_than_or_equal_to=FRAUD_REVIEW_THRESHOLD)},
+            filter_on_body=True,
+        )
+        orders.subscribe_queue(audit)
+        orders_fifo.subscribe_queue(ledger)
+
+        producer = function(
+            "Producer", "order_producer",
+            environment={"TOPIC_ARN": orders.topic.topic_arn, "FIFO_TOPIC_ARN": orders_fifo.topic.topic_arn},
+        )
+        orders.grant_publish(producer)
+        orders_fifo.grant_publish(producer)
+
+        idempotency = IdempotencyTable(self, "IdempotencyTable", **common)
+        dashboard.add_section("Idempotency table", idempotency.dashboard_widgets("Idempotency table"))
+        billing_consumer = function("BillingConsumer", "billing_consumer", environment={"IDEMPOTENCY_TABLE_NAME": idempotency.table.table_name})
+        idempotency.grant_idempotency(billing_consumer)
+        billing_consumer.add_sqs_source(billing, max_concurrency=5)
+
+        function(
+            "FraudReviewConsumer", "fraud_review_consumer", environment={"REVIEW_THRESHOLD": str(FRAUD_REVIEW_THRESHOLD)}
+        ).add_sqs_source(fraud_review, max_concurrency=2)
+        function("AuditConsumer", "audit_consumer").add_sqs_source(audit, batch_size=100, max_batching_window=Duration.seconds(5), max_concurrency=2)
+        function("LedgerConsumer", "ledger_consumer").add_sqs_source(ledger, max_concurrency=2)
+
+        CfnOutput(self, "ProducerFunctionName", value=producer.function.function_name)
+        CfnOutput(self, "AlarmTopicArn", value=alarms.topic_arn)
+        for name, q in (("Billing", billing), ("FraudReview", fraud_review), ("Audit", audit), ("Ledger", ledger)):
+            CfnOutput(self, f"{name}QueueUrl", value=q.queue.queue_url)
+            CfnOutput(self, f"{name}DeadLetterQueueUrl", value=q.dead_letter_queue.queue_url)

@@ -1,0 +1,339 @@
+"""Fixtures for the Lambda handler tests.
+
+Handlers create their AWS clients when they are imported, so a test imports
+its handler only after the environment and moto are in place, through
+``load_handler``, which loads ``lambdas/<function>/handler.py`` by path under
+a fresh module name (every function folder has a ``handler.py``).
+
+Events are built in the shape Lambda's SQS event source mapping delivers,
+with the attributes SNS raw delivery produces.
+"""
+
+import base64
+import hashlib
+import importlib.util
+import itertools
+import json
+import logging
+import string
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable
+
+import pytest
+from hypothesis import strategies as st
+from moto import mock_aws
+
+LAMBDAS_DIR = Path(__file__).resolve().parents[2] / "lambdas"
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"
+FUNCTION_NAME = "exercise01-handler-under-test"
+
+BASE_ENV = {
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_LAMBDA_FUNCTION_NAME": FUNCTION_NAME,
+    "POWERTOOLS_SERVICE_NAME": "exercise01-queues",
+    "POWERTOOLS_METRICS_NAMESPACE": "Exercise01Queues",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "NO_PROXY": "127.0.0.1,localhost",
+}
+# Anything that could point the clients at a real account or endpoint.
+CLEARED_ENV = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_SNS",
+    "AWS_ENDPOINT_URL_SQS",
+    "AWS_ENDPOINT_URL_DYNAMODB",
+    "AWS_SECURITY_TOKEN",
+    "POWERTOOLS_DEV",
+    "POWERTOOLS_IDEMPOTENCY_DISABLED",
+)
+
+
+@pytest.fixture(scope="module")
+def handler_env():
+    """The environment every handler runs with; restored after the module."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in CLEARED_ENV:
+            patch.delenv(name, raising=False)
+        for name, value in BASE_ENV.items():
+            patch.setenv(name, value)
+        patch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+        patch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
+        yield patch
+
+
+@pytest.fixture(scope="module")
+def moto_module(handler_env):
+    """moto for a whole test module (hypothesis tests cannot use function-scoped fixtures).
+
+    Yields the module's MonkeyPatch, for the variables a handler adds (table names...).
+    """
+    with mock_aws():
+        yield handler_env
+
+
+_loaded_names: list[str] = []
+_module_numbers = itertools.count()
+
+
+def _load_handler(function: str) -> ModuleType:
+    path = LAMBDAS_DIR / function / "handler.py"
+    name = f"handler_under_test_{function}_{next(_module_numbers)}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    _loaded_names.append(name)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def load_handler() -> Callable[[str], ModuleType]:
+    """Import ``lambdas/<function>/handler.py`` afresh; call it once env and moto are set."""
+    yield _load_handler
+    for name in _loaded_names:
+        sys.modules.pop(name, None)
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str = FUNCTION_NAME
+    function_version: str = "$LATEST"
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{FUNCTION_NAME}"
+    memory_limit_in_mb: int = 256
+    aws_request_id: str = "7d5f1c3e-1c1a-4d43-9d3c-3f6d8a1b2c4d"
+    log_group_name: str = f"/aws/lambda/{FUNCTION_NAME}"
+    log_stream_name: str = "2025/01/01/[$LATEST]0123456789abcdef0123456789abcdef"
+    timeout_ms: int = 30_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.timeout_ms
+
+
+@pytest.fixture(scope="session")
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext()
+
+
+class SqsEvents:
+    """Builds SQS events as the event source mapping passes them to a function."""
+
+    # The principal SNS delivers with, as it appears in SenderId.
+    SNS_SENDER_ID = "AIDAIT2UOQQY3AUEKVGXU"
+
+    def __init__(self) -> None:
+        self._sequence = itertools.count(18_849_496_460_467_696_128, 65_536)
+
+    def record(
+        self,
+        body: str,
+        *,
+        queue: str = "orders",
+        message_id: str | None = None,
+        group_id: str | None = None,
+        deduplication_id: str | None = None,
+        receive_count: int = 1,
+        event_type_attribute: str | None = None,
+    ) -> dict[str, Any]:
+        now_ms = int(time.time() * 1000)
+        attributes = {
+            "ApproximateReceiveCount": str(receive_count),
+            "SentTimestamp": str(now_ms - 250),
+            "SenderId": self.SNS_SENDER_ID,
+            "ApproximateFirstReceiveTimestamp": str(now_ms - 200),
+        }
+        if queue.endswith(".fifo"):
+            if group_id is None:
+                raise ValueError("a FIFO record needs a message group id")
+            attributes["SequenceNumber"] = str(next(self._sequence))
+            attributes["MessageGroupId"] = group_id
+            attributes["MessageDeduplicationId"] = deduplication_id or hashlib.sha256(body.encode()).hexdigest()
+        message_attributes = {}
+        if event_type_attribute is not None:
+            message_attributes["event_type"] = {
+                "stringValue": event_type_attribute,
+                "stringListValues": [],
+                "binaryListValues": [],
+                "dataType": "String",
+            }
+        return {
+            "messageId": message_id or str(uuid.uuid4()),
+            "receiptHandle": base64.b64encode(uuid.uuid4().bytes * 4).decode(),
+            "body": body,
+            "attributes": attributes,
+            "messageAttributes": message_attributes,
+            "md5OfBody": hashlib.md5(body.encode(), usedforsecurity=False).hexdigest(),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{queue}",
+            "awsRegion": REGION,
+        }
+
+    def order_record(self, order: dict[str, Any], **options: Any) -> dict[str, Any]:
+        """A record carrying an order event, as raw SNS delivery leaves it."""
+        if options.get("queue", "").endswith(".fifo"):
+            options.setdefault("group_id", order.get("customer_id"))
+            options.setdefault("deduplication_id", order.get("event_id"))
+        options.setdefault("event_type_attribute", order.get("event_type"))
+        return self.record(json.dumps(order), **options)
+
+    @staticmethod
+    def event(records: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"Records": records}
+
+
+@pytest.fixture(scope="session")
+def sqs_events() -> SqsEvents:
+    return SqsEvents()
+
+
+def _order(**overrides: Any) -> dict[str, Any]:
+    order = {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "OrderPlaced",
+        "version": 1,
+        "order_id": f"o-{uuid.uuid4().hex[:12]}",
+        "customer_id": f"c-{uuid.uuid4().hex[:8]}",
+        "total": 123.45,
+        "currency": "EUR",
+        "occurred_at": "2025-03-14T09:26:53.589000+00:00",
+    }
+    order.update(overrides)
+    return order
+
+
+@pytest.fixture(scope="session")
+def new_order() -> Callable[..., dict[str, Any]]:
+    """A valid order event as a dict, with fresh ids; keyword arguments override fields."""
+    return _order
+
+
+# Characters SQS accepts in a message body.
+_SQS_TEXT = st.characters(
+    codec="utf-8",
+    exclude_categories=("Cs",),
+    exclude_characters="".join(chr(c) for c in range(0x20) if chr(c) not in "\t\n\r") + "\ufffe\uffff",
+)
+
+_ZONES = st.sampled_from([timezone.utc, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5, minutes=-30))])
+
+# Values wrong for any field of an order event.
+WRONG_FOR_ANY_FIELD = [None, True, False, [], {}, [1], {"value": 1}]
+
+
+class OrderStrategies:
+    """Hypothesis strategies for order-event bodies, good and bad."""
+
+    def valid_order(
+        self,
+        *,
+        event_types: tuple[str, ...] = ("OrderPlaced", "OrderCancelled"),
+        min_total: Decimal = Decimal("0"),
+    ) -> st.SearchStrategy[dict[str, Any]]:
+        ids = st.text(string.ascii_letters + string.digits + "-_", min_size=1, max_size=20)
+        return st.fixed_dictionaries(
+            {
+                "event_id": st.uuids(version=4).map(str),
+                "event_type": st.sampled_from(event_types),
+                "version": st.just(1),
+                "order_id": ids.map(lambda suffix: f"o-{suffix}"),
+                "customer_id": ids.map(lambda suffix: f"c-{suffix}"),
+                "total": st.decimals(min_value=min_total, max_value=Decimal("99999999.99"), places=2).map(float),
+                "currency": st.sampled_from(["EUR", "USD", "GBP", "JPY"]),
+                "occurred_at": st.datetimes(
+                    min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=_ZONES
+                ).map(lambda moment: moment.isoformat()),
+            }
+        )
+
+    def not_json(self) -> st.SearchStrategy[str]:
+        def is_json(text: str) -> bool:
+            try:
+                json.loads(text)
+            except ValueError:
+                return False
+            return True
+
+        return st.text(_SQS_TEXT, min_size=1, max_size=200).filter(lambda text: not is_json(text))
+
+    def any_json(self) -> st.SearchStrategy[str]:
+        scalars = st.one_of(
+            st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(_SQS_TEXT, max_size=20)
+        )
+        keys = st.text(_SQS_TEXT, max_size=10)
+        values = st.recursive(
+            scalars,
+            lambda children: st.lists(children, max_size=4) | st.dictionaries(keys, children, max_size=4),
+            max_leaves=12,
+        )
+        return values.map(json.dumps)
+
+    def broken_order(
+        self,
+        bad_values: dict[str, list[Any]],
+        valid: st.SearchStrategy[dict[str, Any]] | None = None,
+    ) -> st.SearchStrategy[str]:
+        """A valid order with one field the function reads removed or given a wrong value."""
+        valid = valid if valid is not None else self.valid_order()
+
+        @st.composite
+        def build(draw: Callable[..., Any]) -> str:
+            order = dict(draw(valid))
+            field = draw(st.sampled_from(sorted(bad_values)))
+            if draw(st.booleans()):
+                del order[field]
+            else:
+                order[field] = draw(st.sampled_from(WRONG_FOR_ANY_FIELD + bad_values[field]))
+            return json.dumps(order)
+
+        return build()
+
+    def bad_body(
+        self,
+        bad_values: dict[str, list[Any]],
+        valid: st.SearchStrategy[dict[str, Any]] | None = None,
+    ) -> st.SearchStrategy[str]:
+        return self.not_json() | self.any_json() | self.broken_order(bad_values, valid)
+
+
+@pytest.fixture(scope="session")
+def order_strategies() -> OrderStrategies:
+    return OrderStrategies()
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def log_records() -> Callable[[ModuleType], list[logging.LogRecord]]:
+    """``log_records(module)`` collects what a loaded handler logs, extra keys included."""
+    attached: list[tuple[logging.Logger, logging.Handler]] = []
+
+    def attach(module: ModuleType) -> list[logging.LogRecord]:
+        handler = _ListHandler()
+        underlying = module.logger._logger  # the logging.Logger behind Powertools' Logger
+        underlying.addHandler(handler)
+        attached.append((underlying, handler))
+        return handler.records
+
+    yield attach
+    for underlying, handler in attached:
+        underlying.removeHandler(handler)

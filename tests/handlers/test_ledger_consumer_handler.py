@@ -1,0 +1,127 @@
+"""The ledger consumer (FIFO): the first failure stops the batch, order is kept."""
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+FAST = settings(max_examples=50, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+QUEUE = "ledger.fifo"
+
+BAD_VALUES = {
+    "event_id": ["not-a-uuid", 42],
+    "event_type": ["OrderShipped", ""],
+    "version": [0, 2, "1"],
+    "order_id": ["", 42],
+    "total": [-1, "10", "ten"],
+    "currency": ["eur", "", 978],
+}
+
+
+@pytest.fixture(scope="module")
+def ledger(moto_module, load_handler):
+    return load_handler("ledger_consumer")
+
+
+@pytest.fixture
+def applied(ledger, monkeypatch):
+    """The event ids ``apply`` was called with, in order."""
+    calls = []
+    real_apply = ledger.apply
+
+    def observing_apply(event):
+        calls.append(str(event.event_id))
+        return real_apply(event)
+
+    monkeypatch.setattr(ledger, "apply", observing_apply)
+    return calls
+
+
+def failures(*message_ids):
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in message_ids]}
+
+
+def record(sqs_events, order, **options):
+    return sqs_events.order_record(order, queue=QUEUE, **options)
+
+
+def test_a_good_batch_is_applied_in_order(ledger, applied, sqs_events, new_order, lambda_context):
+    orders = [new_order(customer_id="c-1"), new_order(customer_id="c-2"), new_order(customer_id="c-1")]
+
+    response = ledger.lambda_handler(sqs_events.event([record(sqs_events, o) for o in orders]), lambda_context)
+
+    assert response == failures()
+    assert applied == [order["event_id"] for order in orders]
+
+
+def test_a_cancellation_credits_what_the_placement_debited(ledger, new_order):
+    placed = new_order(total=80.1)
+    cancelled = dict(placed, event_id="e3c1d6a8-4b7e-4f0a-8a8e-5d2b9c1e7f30", event_type="OrderCancelled")
+
+    debit = ledger.apply(ledger.LedgerEvent.model_validate_json(json.dumps(placed)))
+    credit = ledger.apply(ledger.LedgerEvent.model_validate_json(json.dumps(cancelled)))
+
+    assert (debit["amount"], credit["amount"]) == ("80.1", "-80.1")
+
+
+@pytest.mark.parametrize("k", [0, 1, 3, 5])
+def test_when_record_k_fails_k_and_every_later_record_fail_in_order(
+    ledger, applied, sqs_events, new_order, lambda_context, k
+):
+    orders = [new_order(customer_id=f"c-{i % 2}") for i in range(6)]
+    orders[k]["version"] = 99
+    records = [record(sqs_events, o) for o in orders]
+
+    response = ledger.lambda_handler(sqs_events.event(records), lambda_context)
+
+    assert response == failures(*[r["messageId"] for r in records[k:]])
+    assert applied == [order["event_id"] for order in orders[:k]]
+
+
+def test_an_exception_in_apply_stops_the_batch(ledger, sqs_events, new_order, lambda_context, monkeypatch):
+    orders = [new_order(customer_id="c-7") for _ in range(4)]
+    records = [record(sqs_events, o) for o in orders]
+    seen = []
+
+    def failing_second(event):
+        seen.append(str(event.event_id))
+        if len(seen) == 2:
+            raise RuntimeError("ledger unavailable")
+        return {}
+
+    monkeypatch.setattr(ledger, "apply", failing_second)
+
+    response = ledger.lambda_handler(sqs_events.event(records), lambda_context)
+
+    assert response == failures(*[r["messageId"] for r in records[1:]])
+    assert seen == [orders[0]["event_id"], orders[1]["event_id"]]
+
+
+def test_a_record_in_the_wrong_message_group_is_rejected(ledger, applied, sqs_events, new_order, lambda_context):
+    first = record(sqs_events, new_order(customer_id="c-1"))
+    misgrouped = record(sqs_events, new_order(customer_id="c-1"), group_id="c-2")
+    last = record(sqs_events, new_order(customer_id="c-1"))
+
+    response = ledger.lambda_handler(sqs_events.event([first, misgrouped, last]), lambda_context)
+
+    assert response == failures(misgrouped["messageId"], last["messageId"])
+    assert len(applied) == 1
+
+
+@FAST
+@given(data=st.data())
+def test_everything_from_the_first_bad_record_on_fails(ledger, sqs_events, order_strategies, lambda_context, data):
+    valid = order_strategies.valid_order()
+    good = valid.map(lambda order: (True, order))
+    bad = order_strategies.bad_body(BAD_VALUES, valid).map(lambda body: (False, body))
+    items = data.draw(st.lists(good | bad, min_size=1, max_size=8))
+    records = [
+        record(sqs_events, body) if is_good else sqs_events.record(body, queue=QUEUE, group_id="c-any")
+        for is_good, body in items
+    ]
+
+    response = ledger.lambda_handler(sqs_events.event(records), lambda_context)
+
+    first_bad = next((i for i, (is_good, _) in enumerate(items) if not is_good), len(items))
+    assert response == failures(*[r["messageId"] for r in records[first_bad:]])

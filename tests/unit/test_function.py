@@ -1,0 +1,156 @@
+"""HandlerFunction: every promise on the synthesized template, and every validation."""
+
+from __future__ import annotations
+
+import pytest
+from aws_cdk import Duration, aws_ec2 as ec2
+
+from messaging_constructs import HandlerFunction, PrivateNetwork, SecureQueue
+from tests.unit.helpers import new_stack, only, resources, template
+
+
+@pytest.fixture(scope="module")
+def code(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("handler")
+    (folder / "handler.py").write_text("def lambda_handler(event, context):\n    return event\n")
+    return str(folder)
+
+
+def _function(code: str, profile: str = "sandbox", **props):
+    stack = new_stack(profile)
+    return stack, HandlerFunction(stack, "Consumer", code_path=code, service_name="consumer", **props)
+
+
+def _lambda(stack) -> dict:
+    return only(resources(stack, "AWS::Lambda::Function"))[1]["Properties"]
+
+
+def test_runtime_architecture_tracing_memory_and_timeout(code):
+    stack, _ = _function(code)
+    props = _lambda(stack)
+    assert props["Runtime"] == "python3.14"
+    assert props["Architectures"] == ["arm64"]
+    assert props["TracingConfig"] == {"Mode": "Active"}
+    assert props["MemorySize"] == 256 and props["Timeout"] == 30
+
+
+def test_powertools_comes_from_the_published_layer_resolved_per_region(code):
+    stack, _ = _function(code)
+    (layer,) = _lambda(stack)["Layers"]
+    parameters = template(stack).to_json()["Parameters"]
+    assert parameters[layer["Ref"]] == {
+        "Type": "AWS::SSM::Parameter::Value<String>",
+        "Default": "/aws/service/powertools/python/arm64/python3.14/3.37.0",
+    }
+
+
+def test_powertools_environment_is_set_and_encrypted(code):
+    stack, _ = _function(code, environment={"TABLE": "t"})
+    props = _lambda(stack)
+    assert props["Environment"]["Variables"] == {
+        "POWERTOOLS_SERVICE_NAME": "consumer",
+        "POWERTOOLS_METRICS_NAMESPACE": "MessagingBlueprints",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+        "TABLE": "t",
+    }
+    assert "KmsKeyArn" in props
+
+
+def test_own_log_group_encrypted_with_retention(code):
+    stack, fn = _function(code)
+    (group_id, group) = only(resources(stack, "AWS::Logs::LogGroup"))
+    assert "KmsKeyId" in group["Properties"] and group["Properties"]["RetentionInDays"] == 7
+    assert _lambda(stack)["LoggingConfig"]["LogGroup"] == {"Ref": group_id}
+
+
+def test_role_has_no_aws_managed_policy_and_no_inline_policy(code):
+    stack, _ = _function(code)
+    (_, role) = only(resources(stack, "AWS::IAM::Role"))
+    assert "ManagedPolicyArns" not in role["Properties"]
+    assert not resources(stack, "AWS::IAM::Policy")
+    (_, policy) = only(resources(stack, "AWS::IAM::ManagedPolicy"))
+    actions = {a for s in policy["Properties"]["PolicyDocument"]["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "sqs:SendMessage", "kms:GenerateDataKey"} <= actions
+    assert not any(a.endswith("*") for a in actions)
+
+
+def test_asynchronous_failures_go_to_an_encrypted_dlq_with_an_alarm(code):
+    stack, fn = _function(code)
+    dlq_id = stack.get_logical_id(fn.dead_letter_queue.queue.node.default_child)
+    assert _lambda(stack)["DeadLetterConfig"] == {"TargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]}}
+    template(stack).has_resource_properties("AWS::Lambda::EventInvokeConfig", {"MaximumRetryAttempts": 2})
+    template(stack).has_resource_properties(
+        "AWS::CloudWatch::Alarm", {"MetricName": "ApproximateNumberOfMessagesVisible", "Dimensions": [{"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq_id, "QueueName"]}}]}
+    )
+
+
+def test_alarms_on_errors_and_throttles(code):
+    stack, _ = _function(code)
+    names = {a["Properties"]["MetricName"] for a in resources(stack, "AWS::CloudWatch::Alarm").values()}
+    assert {"Errors", "Throttles"} <= names
+
+
+@pytest.mark.parametrize(("profile", "expected"), [("sandbox", None), ("production", 10)])
+def test_reserved_concurrency_follows_the_profile(code, profile, expected):
+    stack, _ = _function(code, profile)
+    assert _lambda(stack).get("ReservedConcurrentExecutions") == expected
+
+
+def test_sqs_source_reports_batch_item_failures(code):
+    stack, fn = _function(code)
+    queue = SecureQueue(stack, "Work", consumer_timeout=fn.timeout)
+    fn.add_sqs_source(queue, batch_size=100, max_batching_window=Duration.seconds(5), max_concurrency=4)
+    template(stack).has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "BatchSize": 100,
+            "MaximumBatchingWindowInSeconds": 5,
+            "ScalingConfig": {"MaximumConcurrency": 4},
+        },
+    )
+
+
+def test_in_a_network_the_function_runs_in_isolated_subnets_with_https_egress_only(code):
+    stack = new_stack("production")
+    network = PrivateNetwork(stack, "Network", interface_endpoints=[ec2.InterfaceVpcEndpointAwsService.SNS])
+    fn = HandlerFunction(stack, "Consumer", code_path=code, service_name="consumer", network=network)
+    props = resources(stack, "AWS::Lambda::Function")[stack.get_logical_id(fn.function.node.default_child)]["Properties"]
+    assert props["VpcConfig"]["SecurityGroupIds"] == [{"Fn::GetAtt": [stack.get_logical_id(fn.security_group.node.default_child), "GroupId"]}]
+    group = resources(stack, "AWS::EC2::SecurityGroup")[stack.get_logical_id(fn.security_group.node.default_child)]
+    assert "SecurityGroupIngress" not in group["Properties"]
+    (egress,) = group["Properties"]["SecurityGroupEgress"]
+    assert (egress["IpProtocol"], egress["FromPort"], egress["ToPort"]) == ("tcp", 443, 443)
+
+
+def test_fails_when_memory_is_out_of_range(code):
+    with pytest.raises(ValueError, match="memory_size must be between 128 and 10240 MiB, got 64 MiB"):
+        _function(code, memory_size=64)
+
+
+def test_fails_when_batch_size_above_10_has_no_batching_window(code):
+    stack, fn = _function(code)
+    queue = SecureQueue(stack, "Work", consumer_timeout=fn.timeout)
+    with pytest.raises(ValueError, match="batch_size above 10 needs a max_batching_window"):
+        fn.add_sqs_source(queue, batch_size=100)
+
+
+def test_fails_when_fifo_batch_size_is_above_10(code):
+    stack, fn = _function(code)
+    queue = SecureQueue(stack, "Work", fifo=True, consumer_timeout=fn.timeout)
+    with pytest.raises(ValueError, match="batch_size must be between 1 and 10, got 20"):
+        fn.add_sqs_source(queue, batch_size=20, max_batching_window=Duration.seconds(1))
+
+
+def test_fails_when_queue_visibility_is_under_six_times_the_function_timeout(code):
+    stack, fn = _function(code, timeout=Duration.minutes(1))
+    queue = SecureQueue(stack, "Work")
+    with pytest.raises(ValueError, match=r"at least 6 times the consumer timeout \(360 s\), got 30 s"):
+        fn.add_sqs_source(queue)
+
+
+def test_fails_when_max_concurrency_is_below_two(code):
+    stack, fn = _function(code)
+    queue = SecureQueue(stack, "Work", consumer_timeout=fn.timeout)
+    with pytest.raises(ValueError, match="max_concurrency must be between 2 and 1000, got 1"):
+        fn.add_sqs_source(queue, max_concurrency=1)
