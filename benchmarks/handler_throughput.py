@@ -16,7 +16,6 @@ Run from the repository root: ``python benchmarks/handler_throughput.py``.
 
 import contextlib
 import hashlib
-import importlib.util
 import json
 import os
 import statistics
@@ -25,49 +24,20 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _lambda_env import Context, load_handler, prepare_environment  # noqa: E402
+
 ROUNDS = 5
 BILLING_ROUNDS = 3
 RECORDS_PER_ROUND = 2_000  # each round runs batches until it has handled this many records
 BILLING_RECORDS_PER_ROUND = 1_000
 BATCH_SIZES = (10, 1_000)
 
-os.environ.update(
-    {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "benchmark",
-        "AWS_SECRET_ACCESS_KEY": "benchmark",
-        "AWS_LAMBDA_FUNCTION_NAME": "benchmark",
-        "POWERTOOLS_SERVICE_NAME": "exercise01-benchmark",
-        "POWERTOOLS_METRICS_NAMESPACE": "Exercise01Benchmark",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "IDEMPOTENCY_TABLE_NAME": "benchmark-idempotency",
-    }
-)
-for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "POWERTOOLS_DEV"):
-    os.environ.pop(name, None)
-
-
-class Context:
-    function_name = "benchmark"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:benchmark"
-    memory_limit_in_mb = 1024
-    aws_request_id = "00000000-0000-4000-8000-000000000000"
-
-    @staticmethod
-    def get_remaining_time_in_millis():
-        return 900_000
+prepare_environment(IDEMPOTENCY_TABLE_NAME="benchmark-idempotency")
 
 
 def load(function):
-    name = f"benchmark_{function}"
-    spec = importlib.util.spec_from_file_location(name, ROOT / "lambdas" / function / "handler.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_handler(function, f"benchmark_{function}")
 
 
 def order_body(index, placed_only):

@@ -12,52 +12,24 @@ Run from the repository root: ``python benchmarks/producer_api_calls.py``.
 """
 
 import contextlib
-import importlib.util
 import os
 import random
 import sys
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _lambda_env import Context, load_handler, prepare_environment  # noqa: E402
+
 ORDERS = 1_000
 FLOOR_PER_TOPIC = -(-ORDERS // 10)
 SCENARIOS = [("1,000 customers", 1_000), ("100 customers", 100), ("10 customers", 10), ("1 customer", 1)]
 
-os.environ.update(
-    {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "benchmark",
-        "AWS_SECRET_ACCESS_KEY": "benchmark",
-        "POWERTOOLS_SERVICE_NAME": "exercise01-benchmark",
-        "POWERTOOLS_METRICS_NAMESPACE": "Exercise01Benchmark",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-    }
-)
-for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SNS", "POWERTOOLS_DEV"):
-    os.environ.pop(name, None)
-
-
-class Context:
-    function_name = "benchmark"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:benchmark"
-    memory_limit_in_mb = 1024
-    aws_request_id = "00000000-0000-4000-8000-000000000000"
-
-    @staticmethod
-    def get_remaining_time_in_millis():
-        return 900_000
+prepare_environment()
 
 
 def load_producer(number):
-    name = f"benchmark_order_producer_{number}"
-    spec = importlib.util.spec_from_file_location(name, ROOT / "lambdas" / "order_producer" / "handler.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_handler("order_producer", f"benchmark_order_producer_{number}")
 
 
 def orders(customers, rng):

@@ -78,6 +78,16 @@ class EncryptionKey(Construct):
             allow_service(self.key, user)
 
 
+def key_or_new(scope: Construct, encryption_key: kms.IKey | None, profile: Profile) -> kms.IKey:
+    """``encryption_key``, or a new rotating key named ``Key`` under ``scope``, removed per the profile."""
+    if encryption_key is not None:
+        return encryption_key
+    return kms.Key(
+        scope, "Key", enable_key_rotation=True, removal_policy=profile.removal_policy,
+        pending_window=profile.key_pending_window,
+    )
+
+
 def allow_service(key: kms.IKey, user: KeyUser, *, source_arn: str | None = None) -> None:
     """Let ``user`` use ``key`` for this account only; no-op on imported keys.
 

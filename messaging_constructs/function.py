@@ -12,7 +12,7 @@ from constructs import Construct
 from . import _acknowledgements as ack
 from ._iam import ManagedPolicyRole
 from ._validation import check_range, check_visibility_timeout, require
-from .encryption import KeyUser, allow_service
+from .encryption import KeyUser, allow_service, key_or_new
 from .monitoring import lambda_function as lambda_monitoring
 from .network import PrivateNetwork
 from .profile import Profile
@@ -95,10 +95,7 @@ class HandlerFunction(Construct):
             reserved_concurrent_executions = self.profile.reserved_concurrency
         check_range("reserved_concurrent_executions", reserved_concurrent_executions, 0, 10000)
         self._alarm_topic = alarm_topic
-        self.key: kms.IKey = encryption_key or kms.Key(
-            self, "Key", enable_key_rotation=True, removal_policy=self.profile.removal_policy,
-            pending_window=self.profile.key_pending_window,
-        )
+        self.key: kms.IKey = key_or_new(self, encryption_key, self.profile)
         allow_service(self.key, KeyUser.LOGS)
         self.log_group = logs.LogGroup(
             self, "LogGroup", encryption_key=self.key, retention=self.profile.log_retention,

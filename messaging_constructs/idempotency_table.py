@@ -7,6 +7,7 @@ from constructs import Construct
 
 from . import _acknowledgements as ack
 from .monitoring import dynamodb as dynamodb_monitoring
+from .encryption import key_or_new
 from .profile import Profile
 
 
@@ -35,10 +36,7 @@ class IdempotencyTable(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.profile = profile or Profile.of(self)
-        self.key: kms.IKey = encryption_key or kms.Key(
-            self, "Key", enable_key_rotation=True, removal_policy=self.profile.removal_policy,
-            pending_window=self.profile.key_pending_window,
-        )
+        self.key: kms.IKey = key_or_new(self, encryption_key, self.profile)
         self.table = dynamodb.Table(
             self,
             "Resource",

@@ -9,7 +9,7 @@ from constructs import Construct
 
 from ._iam import ManagedPolicyRole
 from ._validation import check_range
-from .encryption import KeyUser, allow_service
+from .encryption import KeyUser, allow_service, key_or_new
 from .profile import Profile
 
 
@@ -58,10 +58,7 @@ class PrivateNetwork(Construct):
         self.subnet_selection = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
         self.flow_log_group: logs.LogGroup | None = None
         if vpc is None:
-            key = encryption_key or kms.Key(
-                self, "Key", enable_key_rotation=True, removal_policy=self.profile.removal_policy,
-                pending_window=self.profile.key_pending_window,
-            )
+            key = key_or_new(self, encryption_key, self.profile)
             allow_service(key, KeyUser.LOGS)
             vpc = ec2.Vpc(
                 self,

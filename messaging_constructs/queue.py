@@ -8,6 +8,7 @@ from constructs import Construct
 from . import _acknowledgements as ack
 from ._validation import check_duration_range, check_length, check_range, check_visibility_timeout, require
 from .monitoring import sqs as sqs_monitoring
+from .encryption import key_or_new
 from .profile import Profile
 
 MAX_RETENTION = Duration.days(14)
@@ -91,10 +92,7 @@ class SecureQueue(Construct):
             check_duration_range("retention period", retention_period, Duration.minutes(1), MAX_RETENTION)
         age_alarm_threshold = age_alarm_threshold or Duration.minutes(15)
 
-        self.key: kms.IKey = encryption_key or kms.Key(
-            self, "Key", enable_key_rotation=True, removal_policy=self.profile.removal_policy,
-            pending_window=self.profile.key_pending_window,
-        )
+        self.key: kms.IKey = key_or_new(self, encryption_key, self.profile)
         self.fifo = fifo
         self.visibility_timeout = visibility_timeout
         self.dead_letter_queue: sqs.Queue | None = None

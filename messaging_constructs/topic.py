@@ -10,7 +10,7 @@ from constructs import Construct
 from . import _acknowledgements as ack
 from ._iam import ManagedPolicyRole
 from ._validation import check_range, require
-from .encryption import KeyUser, allow_service
+from .encryption import KeyUser, allow_service, key_or_new
 from .monitoring import sns as sns_monitoring
 from .profile import Profile
 from .queue import SecureQueue
@@ -74,10 +74,7 @@ class SecureTopic(Construct):
         check_range("success_sample_rate", success_sample_rate, 0, 100, "%")
         self._alarm_topic = alarm_topic
         self.fifo = fifo
-        self.key: kms.IKey = encryption_key or kms.Key(
-            self, "Key", enable_key_rotation=True, removal_policy=self.profile.removal_policy,
-            pending_window=self.profile.key_pending_window,
-        )
+        self.key: kms.IKey = key_or_new(self, encryption_key, self.profile)
         self.topic = sns.Topic(
             self,
             "Resource",
