@@ -33,6 +33,10 @@ synth: setup
 test: setup
 	$(PY) -m pytest
 
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
 bench: setup
 	$(PY) benchmarks/synth_time.py
 	$(PY) benchmarks/handler_throughput.py

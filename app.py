@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The CDK app: one stack per blueprint.
 
-    npx cdk synth                       # sandbox profile (default)
-    npx cdk synth -c profile=production
+npx cdk synth                       # sandbox profile (default)
+npx cdk synth -c profile=production
 """
 
 from __future__ import annotations

@@ -164,10 +164,7 @@ def main():
                     )
                 )
 
-    print(
-        f"CPU time per record, median of {ROUNDS} rounds ({BILLING_ROUNDS} for billing); "
-        "floor = json.loads of the same bodies"
-    )
+    print(f"CPU time per record, median of {ROUNDS} rounds ({BILLING_ROUNDS} for billing); floor = json.loads of the same bodies")
     header = f"{'handler':34} {'batch':>6} {'records/round':>14} {'handler us':>11} {'floor us':>9} {'ratio':>8}"
     print(header)
     print("-" * len(header))

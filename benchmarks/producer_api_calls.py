@@ -57,13 +57,11 @@ def main():
             with mock_aws():
                 sns = boto3.client("sns")
                 os.environ["TOPIC_ARN"] = sns.create_topic(Name="orders")["TopicArn"]
-                os.environ["FIFO_TOPIC_ARN"] = sns.create_topic(
-                    Name="orders.fifo", Attributes={"FifoTopic": "true"}
-                )["TopicArn"]
+                os.environ["FIFO_TOPIC_ARN"] = sns.create_topic(Name="orders.fifo", Attributes={"FifoTopic": "true"})["TopicArn"]
                 producer = load_producer(number)
                 calls = Counter()
 
-                def count(model, params, **_):
+                def count(model, params, calls=calls, **_):
                     topic = "fifo" if params["body"].get("TopicArn", "").endswith(".fifo") else "standard"
                     calls[(model.name, topic)] += 1
 
@@ -73,9 +71,7 @@ def main():
                 rows.append((label, calls))
 
     print(f"AWS API calls per {ORDERS:,} orders; floor = {FLOOR_PER_TOPIC} PublishBatch calls per topic")
-    header = (
-        f"{'scenario':16} {'standard':>9} {'fifo':>6} {'total':>6} {'floor':>6} {'total/floor':>12} {'other calls':>12}"
-    )
+    header = f"{'scenario':16} {'standard':>9} {'fifo':>6} {'total':>6} {'floor':>6} {'total/floor':>12} {'other calls':>12}"
     print(header)
     print("-" * len(header))
     for label, calls in rows:

@@ -41,14 +41,14 @@ def acknowledge(scope: IConstruct, finding_id: str, kind: str, reason: str) -> N
 
 # --- SQS -----------------------------------------------------------------
 
+
 def terminal_queue(queue: IConstruct) -> None:
     """A dead-letter destination has no dead-letter queue of its own."""
     acknowledge(
         queue,
         "Serverless-SQSRedrivePolicy",
         RULE_DEFECT,
-        "this queue is itself a dead-letter destination; giving it a redrive "
-        "policy would only move failures one queue further. It alarms on any message.",
+        "this queue is itself a dead-letter destination; giving it a redrive policy would only move failures one queue further. It alarms on any message.",
     )
 
 
@@ -66,13 +66,13 @@ def subscription_dead_letter_queue(queue: IConstruct) -> None:
 
 # --- Lambda ----------------------------------------------------------------
 
+
 def xray_wildcard(policy: IConstruct) -> None:
     acknowledge(
         policy,
         "AwsSolutions-IAM5[Resource::*]",
         AWS_REQUIRED,
-        "xray:PutTraceSegments and xray:PutTelemetryRecords (and, in a VPC, the "
-        "ec2 network-interface actions) support no resource-level permissions.",
+        "xray:PutTraceSegments and xray:PutTelemetryRecords (and, in a VPC, the ec2 network-interface actions) support no resource-level permissions.",
     )
 
 
@@ -81,8 +81,7 @@ def sqs_event_source_destination(function: IConstruct) -> None:
         function,
         "Serverless-LambdaEventSourceMappingDestination",
         RULE_DEFECT,
-        "SQS event source mappings accept no on-failure destination; failed "
-        "messages reach the source queue's dead-letter queue through its redrive policy.",
+        "SQS event source mappings accept no on-failure destination; failed messages reach the source queue's dead-letter queue through its redrive policy.",
     )
 
 
@@ -92,8 +91,7 @@ def function_outside_vpc(function: IConstruct) -> None:
             function,
             f"{pack}-LambdaInsideVPC",
             SANDBOX_COST,
-            "sandbox functions run outside a VPC so that an idle sandbox pays "
-            "for no interface endpoints; the production profile runs them in private subnets.",
+            "sandbox functions run outside a VPC so that an idle sandbox pays for no interface endpoints; the production profile runs them in private subnets.",
         )
 
 
@@ -103,12 +101,12 @@ def function_without_reserved_concurrency(function: IConstruct) -> None:
             function,
             f"{pack}-LambdaConcurrency",
             SANDBOX_COST,
-            "new accounts have a concurrency quota of 10, below which no "
-            "concurrency can be reserved, so the sandbox reserves none; production reserves it.",
+            "new accounts have a concurrency quota of 10, below which no concurrency can be reserved, so the sandbox reserves none; production reserves it.",
         )
 
 
 # --- DynamoDB ----------------------------------------------------------------
+
 
 def table_without_backup_plan(table: IConstruct) -> None:
     for pack in ("HIPAA.Security", "NIST.800.53.R5"):
@@ -135,6 +133,7 @@ def async_dead_letter_queue(function: IConstruct) -> None:
 
 # --- SNS -------------------------------------------------------------------
 
+
 def delivery_log_streams(policy: IConstruct, topic: "sns.Topic") -> None:
     """The delivery-status role writes log streams it cannot name in advance."""
     logical_id = Stack.of(topic).get_logical_id(topic.node.default_child)
@@ -144,8 +143,7 @@ def delivery_log_streams(policy: IConstruct, topic: "sns.Topic") -> None:
             policy,
             f"AwsSolutions-IAM5[Resource::{group}:*]",
             AWS_REQUIRED,
-            "SNS names the log streams of its delivery-status log group itself; "
-            "the policy is limited to this topic's two log groups.",
+            "SNS names the log streams of its delivery-status log group itself; the policy is limited to this topic's two log groups.",
         )
 
 
@@ -154,6 +152,5 @@ def backup_service_role(selection: IConstruct) -> None:
         selection,
         "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForBackup]",
         AWS_REQUIRED,
-        "AWS Backup's own service-role policy, which AWS maintains as the "
-        "services it backs up change; the role can be assumed by AWS Backup only.",
+        "AWS Backup's own service-role policy, which AWS maintains as the services it backs up change; the role can be assumed by AWS Backup only.",
     )

@@ -66,10 +66,7 @@ def check_visibility_timeout(visibility_timeout: Duration, consumer_timeout: Dur
     if visibility is None or consumer is None:
         return
     if visibility < 6 * consumer:
-        raise ValueError(
-            "visibility timeout must be at least 6 times the consumer timeout "
-            f"({6 * consumer:g} s), got {visibility:g} s"
-        )
+        raise ValueError(f"visibility timeout must be at least 6 times the consumer timeout ({6 * consumer:g} s), got {visibility:g} s")
 
 
 def require(condition: bool, message: str) -> None:

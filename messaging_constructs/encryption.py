@@ -5,7 +5,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 
-from aws_cdk import ArnFormat, Stack, aws_iam as iam, aws_kms as kms
+from aws_cdk import ArnFormat, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from .profile import Profile
@@ -83,7 +85,10 @@ def key_or_new(scope: Construct, encryption_key: kms.IKey | None, profile: Profi
     if encryption_key is not None:
         return encryption_key
     return kms.Key(
-        scope, "Key", enable_key_rotation=True, removal_policy=profile.removal_policy,
+        scope,
+        "Key",
+        enable_key_rotation=True,
+        removal_policy=profile.removal_policy,
         pending_window=profile.key_pending_window,
     )
 
@@ -103,7 +108,9 @@ def allow_service(key: kms.IKey, user: KeyUser, *, source_arn: str | None = None
             conditions={
                 "ArnLike": {
                     "kms:EncryptionContext:aws:logs:arn": stack.format_arn(
-                        service="logs", resource="log-group", resource_name="*",
+                        service="logs",
+                        resource="log-group",
+                        resource_name="*",
                         arn_format=ArnFormat.COLON_RESOURCE_NAME,
                     )
                 }
@@ -124,4 +131,3 @@ def allow_service(key: kms.IKey, user: KeyUser, *, source_arn: str | None = None
             conditions=conditions or None,
         )
     key.add_to_resource_policy(statement, allow_no_op=True)
-

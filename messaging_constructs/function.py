@@ -5,8 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import jsii
-
-from aws_cdk import Duration, Stack, aws_cloudwatch as cloudwatch, aws_ec2 as ec2, aws_iam as iam, aws_kms as kms, aws_lambda as lambda_, aws_lambda_event_sources as event_sources, aws_logs as logs, aws_sns as sns, aws_sqs as sqs, aws_ssm as ssm
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from . import _acknowledgements as ack
@@ -20,6 +29,7 @@ from .queue import SecureQueue
 
 #: The newest Python runtime that both Lambda and the pinned aws-cdk-lib know.
 RUNTIME = lambda_.Runtime.PYTHON_3_14
+DEFAULT_TIMEOUT = Duration.seconds(30)
 #: The Powertools release whose published layer the functions use.
 POWERTOOLS_VERSION = "3.37.0"
 
@@ -77,7 +87,7 @@ class HandlerFunction(Construct):
         handler: str = "handler.lambda_handler",
         metrics_namespace: str = "MessagingBlueprints",
         description: str | None = None,
-        timeout: Duration = Duration.seconds(30),
+        timeout: Duration = DEFAULT_TIMEOUT,
         memory_size: int = 256,
         reserved_concurrent_executions: int | None = None,
         environment: Mapping[str, str] | None = None,
@@ -98,19 +108,26 @@ class HandlerFunction(Construct):
         self.key: kms.IKey = key_or_new(self, encryption_key, self.profile)
         allow_service(self.key, KeyUser.LOGS)
         self.log_group = logs.LogGroup(
-            self, "LogGroup", encryption_key=self.key, retention=self.profile.log_retention,
+            self,
+            "LogGroup",
+            encryption_key=self.key,
+            retention=self.profile.log_retention,
             removal_policy=self.profile.removal_policy,
         )
         self.role = ManagedPolicyRole(
-            self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description=f"Runs the {service_name} function",
         )
-        self.role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[self.log_group.log_group_arn])
-        )
+        self.role.add_to_principal_policy(iam.PolicyStatement(actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[self.log_group.log_group_arn]))
         self.dead_letter_queue = SecureQueue(
-            self, "AsyncDeadLetterQueue", dead_letter_queue=False, encryption_key=self.key,
-            alarm_topic=alarm_topic, profile=self.profile,
+            self,
+            "AsyncDeadLetterQueue",
+            dead_letter_queue=False,
+            encryption_key=self.key,
+            alarm_topic=alarm_topic,
+            profile=self.profile,
         )
         self.security_group: ec2.SecurityGroup | None = None
         vpc_options: dict = {}
@@ -120,8 +137,12 @@ class HandlerFunction(Construct):
             self.role.add_to_principal_policy(
                 iam.PolicyStatement(
                     actions=[
-                        "ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
-                        "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses",
+                        "ec2:CreateNetworkInterface",
+                        "ec2:DescribeNetworkInterfaces",
+                        "ec2:DescribeSubnets",
+                        "ec2:DeleteNetworkInterface",
+                        "ec2:AssignPrivateIpAddresses",
+                        "ec2:UnassignPrivateIpAddresses",
                     ],
                     resources=["*"],
                 )

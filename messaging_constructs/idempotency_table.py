@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from aws_cdk import aws_backup as backup, aws_cloudwatch as cloudwatch, aws_dynamodb as dynamodb, aws_iam as iam, aws_kms as kms, aws_sns as sns
+from aws_cdk import aws_backup as backup
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from . import _acknowledgements as ack
-from .monitoring import dynamodb as dynamodb_monitoring
 from .encryption import key_or_new
+from .monitoring import dynamodb as dynamodb_monitoring
 from .profile import Profile
 
 

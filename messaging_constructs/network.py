@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import CfnResource, Stack, aws_ec2 as ec2, aws_iam as iam, aws_kms as kms, aws_logs as logs
+from aws_cdk import CfnResource, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from ._iam import ManagedPolicyRole
@@ -66,19 +70,22 @@ class PrivateNetwork(Construct):
                 ip_addresses=ec2.IpAddresses.cidr(cidr),
                 max_azs=max_azs,
                 nat_gateways=0,
-                subnet_configuration=[
-                    ec2.SubnetConfiguration(name="isolated", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=22)
-                ],
+                subnet_configuration=[ec2.SubnetConfiguration(name="isolated", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=22)],
                 restrict_default_security_group=True,
                 gateway_endpoints={},
             )
             _drop_redundant_dependency(vpc)
             self.flow_log_group = logs.LogGroup(
-                self, "FlowLogs", encryption_key=key, retention=self.profile.log_retention,
+                self,
+                "FlowLogs",
+                encryption_key=key,
+                retention=self.profile.log_retention,
                 removal_policy=self.profile.removal_policy,
             )
             flow_log_role = ManagedPolicyRole(
-                self, "FlowLogRole", assumed_by=iam.ServicePrincipal("vpc-flow-logs.amazonaws.com"),
+                self,
+                "FlowLogRole",
+                assumed_by=iam.ServicePrincipal("vpc-flow-logs.amazonaws.com"),
                 description="Lets VPC Flow Logs write to one log group",
             )
             vpc.add_flow_log(
@@ -88,12 +95,13 @@ class PrivateNetwork(Construct):
             )
         self.vpc: ec2.IVpc = vpc
         self.endpoint_security_group = ec2.SecurityGroup(
-            self, "EndpointSecurityGroup", vpc=vpc, allow_all_outbound=False,
+            self,
+            "EndpointSecurityGroup",
+            vpc=vpc,
+            allow_all_outbound=False,
             description="Interface endpoints: HTTPS from named security groups only",
         )
-        for service in gateway_endpoints if gateway_endpoints is not None else (
-            ec2.GatewayVpcEndpointAwsService.DYNAMODB, ec2.GatewayVpcEndpointAwsService.S3
-        ):
+        for service in gateway_endpoints if gateway_endpoints is not None else (ec2.GatewayVpcEndpointAwsService.DYNAMODB, ec2.GatewayVpcEndpointAwsService.S3):
             vpc.add_gateway_endpoint(f"{service.name.split('.')[-1].capitalize()}Endpoint", service=service, subnets=[self.subnet_selection])
         for service in interface_endpoints:
             self.add_interface_endpoint(service)
@@ -117,7 +125,10 @@ class PrivateNetwork(Construct):
     def function_security_group(self, scope: Construct, construct_id: str) -> ec2.SecurityGroup:
         """A security group with no inbound rules and outbound HTTPS only, admitted to the interface endpoints."""
         group = ec2.SecurityGroup(
-            scope, construct_id, vpc=self.vpc, allow_all_outbound=False,
+            scope,
+            construct_id,
+            vpc=self.vpc,
+            allow_all_outbound=False,
             description="Function: no inbound; outbound HTTPS to VPC endpoints only",
         )
         # The subnets have no internet route: HTTPS can only reach the interface

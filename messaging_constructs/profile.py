@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Duration, RemovalPolicy, aws_logs as logs
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_logs as logs
 from constructs import IConstruct
 
 PROFILE_CONTEXT_KEY = "profile"
@@ -47,9 +48,7 @@ class Profile:
         try:
             return _PROFILES[name]
         except KeyError:
-            raise ValueError(
-                f"profile must be one of {sorted(_PROFILES)}, got {name!r}"
-            ) from None
+            raise ValueError(f"profile must be one of {sorted(_PROFILES)}, got {name!r}") from None
 
     @staticmethod
     def of(scope: IConstruct) -> "Profile":

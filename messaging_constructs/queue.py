@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Names, Stack, aws_cloudwatch as cloudwatch, aws_iam as iam, aws_kms as kms, aws_sns as sns, aws_sqs as sqs
+from aws_cdk import Duration, Names, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from . import _acknowledgements as ack
 from ._validation import check_duration_range, check_length, check_range, check_visibility_timeout, require
-from .monitoring import sqs as sqs_monitoring
 from .encryption import key_or_new
+from .monitoring import sqs as sqs_monitoring
 from .profile import Profile
 
 MAX_RETENTION = Duration.days(14)
@@ -167,8 +172,12 @@ class SecureQueue(Construct):
         grant = iam.Grant.add_to_principal(
             grantee=grantee,
             actions=[
-                "sqs:StartMessageMoveTask", "sqs:ListMessageMoveTasks", "sqs:CancelMessageMoveTask",
-                "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+                "sqs:StartMessageMoveTask",
+                "sqs:ListMessageMoveTasks",
+                "sqs:CancelMessageMoveTask",
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:GetQueueAttributes",
             ],
             resource_arns=[self.dead_letter_queue.queue_arn],
         )

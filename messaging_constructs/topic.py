@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import ArnFormat, Fn, Stack, aws_cloudwatch as cloudwatch, aws_iam as iam, aws_kms as kms, aws_logs as logs, aws_sns as sns, aws_sns_subscriptions as subscriptions, aws_sqs as sqs
+from aws_cdk import ArnFormat, Fn, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from . import _acknowledgements as ack
@@ -100,16 +107,26 @@ class SecureTopic(Construct):
         allow_service(self.key, KeyUser.LOGS)
         base = Fn.join("/", ["sns", stack.region, stack.account, self.topic.topic_name])
         success = logs.LogGroup(
-            self, "DeliveryLog", log_group_name=base, encryption_key=self.key,
-            retention=self.profile.log_retention, removal_policy=self.profile.removal_policy,
+            self,
+            "DeliveryLog",
+            log_group_name=base,
+            encryption_key=self.key,
+            retention=self.profile.log_retention,
+            removal_policy=self.profile.removal_policy,
         )
         failure = logs.LogGroup(
-            self, "DeliveryFailureLog", log_group_name=Fn.join("", [base, "/Failure"]), encryption_key=self.key,
-            retention=self.profile.log_retention, removal_policy=self.profile.removal_policy,
+            self,
+            "DeliveryFailureLog",
+            log_group_name=Fn.join("", [base, "/Failure"]),
+            encryption_key=self.key,
+            retention=self.profile.log_retention,
+            removal_policy=self.profile.removal_policy,
         )
         self.delivery_log_groups = [success, failure]
         role = ManagedPolicyRole(
-            self, "DeliveryLogRole", assumed_by=iam.ServicePrincipal("sns.amazonaws.com"),
+            self,
+            "DeliveryLogRole",
+            assumed_by=iam.ServicePrincipal("sns.amazonaws.com"),
             description="Lets SNS write delivery-status logs of one topic",
         )
         role.add_to_principal_policy(
@@ -159,8 +176,13 @@ class SecureTopic(Construct):
             require(queue.fifo == self.fifo, f"a {'FIFO' if self.fifo else 'standard'} topic needs a {'FIFO' if self.fifo else 'standard'} queue")
         name = construct_id or f"{queue.node.id}SubscriptionDlq"
         dead_letter = SecureQueue(
-            self, name, fifo=self.fifo, dead_letter_queue=False, encryption_key=self.key,
-            alarm_topic=self._alarm_topic, profile=self.profile,
+            self,
+            name,
+            fifo=self.fifo,
+            dead_letter_queue=False,
+            encryption_key=self.key,
+            alarm_topic=self._alarm_topic,
+            profile=self.profile,
         )
         ack.subscription_dead_letter_queue(dead_letter.queue)
         self.subscription_dead_letter_queues.append(dead_letter)
@@ -168,15 +190,12 @@ class SecureTopic(Construct):
         options: dict = {}
         if filter_policy is not None and filter_on_body:
             options["filter_policy_with_message_body"] = {
-                k: sns.FilterOrPolicy.filter(v) if isinstance(v, sns.SubscriptionFilter) else v
-                for k, v in filter_policy.items()
+                k: sns.FilterOrPolicy.filter(v) if isinstance(v, sns.SubscriptionFilter) else v for k, v in filter_policy.items()
             }
         elif filter_policy is not None:
             options["filter_policy"] = dict(filter_policy)
         self.topic.add_subscription(
-            subscriptions.SqsSubscription(
-                target, raw_message_delivery=raw_message_delivery, dead_letter_queue=dead_letter.queue, **options
-            )
+            subscriptions.SqsSubscription(target, raw_message_delivery=raw_message_delivery, dead_letter_queue=dead_letter.queue, **options)
         )
         return dead_letter
 

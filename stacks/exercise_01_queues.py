@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Duration, Stack, aws_ec2 as ec2, aws_sns as sns
+from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from messaging_constructs import (
@@ -46,7 +48,10 @@ class Exercise01QueuesStack(Stack):
         dashboard = MonitoringDashboard(self, "Dashboard")
         network = (
             PrivateNetwork(
-                self, "Network", encryption_key=key, profile=profile,
+                self,
+                "Network",
+                encryption_key=key,
+                profile=profile,
                 interface_endpoints=[ec2.InterfaceVpcEndpointAwsService.SNS, ec2.InterfaceVpcEndpointAwsService.XRAY],
                 gateway_endpoints=[ec2.GatewayVpcEndpointAwsService.DYNAMODB],
             )
@@ -57,8 +62,14 @@ class Exercise01QueuesStack(Stack):
 
         def function(construct_id: str, code: str, **options) -> HandlerFunction:
             fn = HandlerFunction(
-                self, construct_id, code_path=lambda_code(code), service_name=code, timeout=CONSUMER_TIMEOUT,
-                network=network, **common, **options,
+                self,
+                construct_id,
+                code_path=lambda_code(code),
+                service_name=code,
+                timeout=CONSUMER_TIMEOUT,
+                network=network,
+                **common,
+                **options,
             )
             dashboard.add_section(f"{construct_id} function", fn.dashboard_widgets(construct_id))
             return fn
@@ -88,7 +99,8 @@ class Exercise01QueuesStack(Stack):
         orders_fifo.subscribe_queue(ledger)
 
         producer = function(
-            "Producer", "order_producer",
+            "Producer",
+            "order_producer",
             environment={"TOPIC_ARN": orders.topic.topic_arn, "FIFO_TOPIC_ARN": orders_fifo.topic.topic_arn},
         )
         orders.grant_publish(producer)
@@ -100,9 +112,9 @@ class Exercise01QueuesStack(Stack):
         idempotency.grant_idempotency(billing_consumer)
         billing_consumer.add_sqs_source(billing, max_concurrency=5)
 
-        function(
-            "FraudReviewConsumer", "fraud_review_consumer", environment={"REVIEW_THRESHOLD": str(FRAUD_REVIEW_THRESHOLD)}
-        ).add_sqs_source(fraud_review, max_concurrency=2)
+        function("FraudReviewConsumer", "fraud_review_consumer", environment={"REVIEW_THRESHOLD": str(FRAUD_REVIEW_THRESHOLD)}).add_sqs_source(
+            fraud_review, max_concurrency=2
+        )
         function("AuditConsumer", "audit_consumer").add_sqs_source(audit, batch_size=100, max_batching_window=Duration.seconds(5), max_concurrency=2)
         function("LedgerConsumer", "ledger_consumer").add_sqs_source(ledger, max_concurrency=2)
 

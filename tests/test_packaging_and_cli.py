@@ -40,7 +40,11 @@ def test_cdk_cli_synthesizes_the_app(tmp_path):
     env = {**os.environ, "CDK_DISABLE_VERSION_CHECK": "1"}
     run = subprocess.run(
         [str(cdk), "synth", "--quiet", "--no-notices", "-o", str(out), "-c", "profile=production"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert (out / "Exercise01Queues.template.json").exists()

@@ -54,8 +54,7 @@ def parse_event(record: SQSRecord) -> AuditedEvent:
         return AuditedEvent.model_validate_json(record.body)
     except ValidationError as exc:
         reason = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
-            for error in exc.errors(include_url=False, include_input=False)
+            f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}" for error in exc.errors(include_url=False, include_input=False)
         )
         logger.error(
             "Rejected record",
@@ -92,9 +91,7 @@ def record_handler(record: SQSRecord) -> dict[str, str]:
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    response = process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+    response = process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
     # Partial failures are not invocation errors, so they get a metric of their own.
     metrics.add_metric(name="FailedRecords", unit=MetricUnit.Count, value=len(response["batchItemFailures"]))
     return response

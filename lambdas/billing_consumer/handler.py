@@ -107,8 +107,7 @@ def parse_order(record: SQSRecord) -> PlacedOrder:
         return PlacedOrder.model_validate_json(record.body)
     except ValidationError as exc:
         reason = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
-            for error in exc.errors(include_url=False, include_input=False)
+            f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}" for error in exc.errors(include_url=False, include_input=False)
         )
         logger.error(
             "Rejected record",
@@ -156,9 +155,7 @@ def record_handler(record: SQSRecord) -> dict[str, str]:
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     idempotency_config.register_lambda_context(context)
-    response = process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+    response = process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
     # Partial failures are not invocation errors, so they get a metric of their own.
     metrics.add_metric(name="FailedRecords", unit=MetricUnit.Count, value=len(response["batchItemFailures"]))
     return response

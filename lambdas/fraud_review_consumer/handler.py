@@ -79,15 +79,13 @@ def parse_candidate(record: SQSRecord) -> ReviewCandidate:
         candidate = ReviewCandidate.model_validate_json(record.body)
     except ValidationError as exc:
         reason = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
-            for error in exc.errors(include_url=False, include_input=False)
+            f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}" for error in exc.errors(include_url=False, include_input=False)
         )
         raise reject(record, reason) from exc
     if candidate.total < REVIEW_THRESHOLD:
         raise reject(
             record,
-            f"total {candidate.total} is below the review threshold {REVIEW_THRESHOLD}; "
-            "the subscription filter should not have delivered it",
+            f"total {candidate.total} is below the review threshold {REVIEW_THRESHOLD}; the subscription filter should not have delivered it",
         )
     return candidate
 
@@ -115,9 +113,7 @@ def record_handler(record: SQSRecord) -> dict[str, str]:
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    response = process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+    response = process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
     # Partial failures are not invocation errors, so they get a metric of their own.
     metrics.add_metric(name="FailedRecords", unit=MetricUnit.Count, value=len(response["batchItemFailures"]))
     return response

@@ -187,8 +187,7 @@ def validate_orders(event: dict[str, Any]) -> list[OrderEvent]:
 
 def _describe(exc: ValidationError) -> str:
     return ", ".join(
-        f"{'.'.join(str(part) for part in error['loc']) or 'order'}: {error['msg']}"
-        for error in exc.errors(include_url=False, include_input=False)
+        f"{'.'.join(str(part) for part in error['loc']) or 'order'}: {error['msg']}" for error in exc.errors(include_url=False, include_input=False)
     )
 
 
@@ -211,7 +210,6 @@ def backoff_delay(retry: int) -> float:
     """Full jitter: a random pause below an exponentially growing ceiling."""
     ceiling = min(MAX_BACKOFF_SECONDS, RETRY_BASE_DELAY_SECONDS * 2 ** (retry - 1))
     return random.uniform(0, ceiling)
-
 
 
 def next_batch(pending: list[Entry], *, one_per_group: bool) -> tuple[list[Entry], list[Entry]]:
@@ -265,9 +263,7 @@ def send_with_retries(topic_arn: str, batch: list[Entry]) -> tuple[PublishOutcom
             else:
                 retry_ids.add(item["Id"])
                 last_reason[item["Id"]] = reason
-        answered = {item["Id"] for item in response.get("Successful", [])} | {
-            item["Id"] for item in response.get("Failed", [])
-        }
+        answered = {item["Id"] for item in response.get("Successful", [])} | {item["Id"] for item in response.get("Failed", [])}
         for entry in pending:
             if entry["Id"] not in answered:
                 retry_ids.add(entry["Id"])

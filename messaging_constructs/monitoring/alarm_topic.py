@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from aws_cdk import aws_kms as kms, aws_sns as sns
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from ..encryption import KeyUser, allow_service

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, aws_cloudwatch as cloudwatch, aws_dynamodb as dynamodb, aws_sns as sns
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from ._alarms import make_alarm
@@ -29,11 +32,19 @@ def system_errors(table: dynamodb.ITable) -> cloudwatch.IMetric:
 def alarms(scope: Construct, table: dynamodb.ITable, alarm_topic: sns.ITopic | None) -> list[cloudwatch.Alarm]:
     return [
         make_alarm(
-            scope, "ThrottlesAlarm", metric=throttled_requests(table), threshold=1, alarm_topic=alarm_topic,
+            scope,
+            "ThrottlesAlarm",
+            metric=throttled_requests(table),
+            threshold=1,
+            alarm_topic=alarm_topic,
             description=f"Table {table.node.path} throttled requests.",
         ),
         make_alarm(
-            scope, "SystemErrorsAlarm", metric=system_errors(table), threshold=1, alarm_topic=alarm_topic,
+            scope,
+            "SystemErrorsAlarm",
+            metric=system_errors(table),
+            threshold=1,
+            alarm_topic=alarm_topic,
             description=f"Table {table.node.path} returned system errors.",
         ),
     ]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, aws_cloudwatch as cloudwatch, aws_lambda as lambda_, aws_sns as sns
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from ._alarms import make_alarm
@@ -24,11 +27,19 @@ def alarms(scope: Construct, function: lambda_.IFunction, alarm_topic: sns.ITopi
     """Alarms on any error and any throttle in 5 minutes."""
     return [
         make_alarm(
-            scope, "ErrorsAlarm", metric=errors(function), threshold=1, alarm_topic=alarm_topic,
+            scope,
+            "ErrorsAlarm",
+            metric=errors(function),
+            threshold=1,
+            alarm_topic=alarm_topic,
             description=f"Function {function.node.path} reported errors: see its log group.",
         ),
         make_alarm(
-            scope, "ThrottlesAlarm", metric=throttles(function), threshold=1, alarm_topic=alarm_topic,
+            scope,
+            "ThrottlesAlarm",
+            metric=throttles(function),
+            threshold=1,
+            alarm_topic=alarm_topic,
             description=f"Function {function.node.path} was throttled: raise its reserved concurrency or lower the event source's maximum concurrency.",
         ),
     ]

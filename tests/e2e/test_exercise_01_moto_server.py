@@ -110,15 +110,19 @@ def wiring(endpoint, template_json) -> Wiring:
             attributes["FilterPolicyScope"] = subscription.get("FilterPolicyScope", "MessageAttributes")
         wiring.filters[queue] = (attributes.get("FilterPolicyScope", "-"), subscription.get("FilterPolicy"))
         sns.subscribe(
-            TopicArn=wiring.topic_arns[_ref(subscription["TopicArn"])], Protocol="sqs",
-            Endpoint=wiring.queue_arns[queue], Attributes=attributes,
+            TopicArn=wiring.topic_arns[_ref(subscription["TopicArn"])],
+            Protocol="sqs",
+            Endpoint=wiring.queue_arns[queue],
+            Attributes=attributes,
         )
 
     (table_props,) = of_type("AWS::DynamoDB::Table").values()
     wiring.table = "idempotency"
     dynamodb.create_table(
-        TableName=wiring.table, KeySchema=table_props["KeySchema"],
-        AttributeDefinitions=table_props["AttributeDefinitions"], BillingMode="PAY_PER_REQUEST",
+        TableName=wiring.table,
+        KeySchema=table_props["KeySchema"],
+        AttributeDefinitions=table_props["AttributeDefinitions"],
+        BillingMode="PAY_PER_REQUEST",
     )
     return wiring
 
@@ -147,9 +151,11 @@ def _as_lambda_event(messages: list[dict], queue_arn: str) -> dict:
 
 
 def _receive(queue_url: str, **options) -> list[dict]:
-    return boto3.client("sqs").receive_message(
-        QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"], MessageAttributeNames=["All"], **options
-    ).get("Messages", [])
+    return (
+        boto3.client("sqs")
+        .receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"], MessageAttributeNames=["All"], **options)
+        .get("Messages", [])
+    )
 
 
 def _bodies(queue_url: str) -> list[dict]:

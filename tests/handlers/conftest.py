@@ -252,9 +252,9 @@ class OrderStrategies:
                 "customer_id": ids.map(lambda suffix: f"c-{suffix}"),
                 "total": st.decimals(min_value=min_total, max_value=Decimal("99999999.99"), places=2).map(float),
                 "currency": st.sampled_from(["EUR", "USD", "GBP", "JPY"]),
-                "occurred_at": st.datetimes(
-                    min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=_ZONES
-                ).map(lambda moment: moment.isoformat()),
+                "occurred_at": st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=_ZONES).map(
+                    lambda moment: moment.isoformat()
+                ),
             }
         )
 
@@ -269,9 +269,7 @@ class OrderStrategies:
         return st.text(_SQS_TEXT, min_size=1, max_size=200).filter(lambda text: not is_json(text))
 
     def any_json(self) -> st.SearchStrategy[str]:
-        scalars = st.one_of(
-            st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(_SQS_TEXT, max_size=20)
-        )
+        scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(_SQS_TEXT, max_size=20))
         keys = st.text(_SQS_TEXT, max_size=10)
         values = st.recursive(
             scalars,

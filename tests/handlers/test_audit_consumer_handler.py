@@ -35,9 +35,7 @@ def test_a_batch_of_good_events_has_no_failures(audit, sqs_events, new_order, la
     assert audit.lambda_handler(event, lambda_context) == failures()
 
     audited = [record for record in logged if record.getMessage() == "Order event audited"]
-    assert [(r.event_id, r.event_type, r.order_id) for r in audited] == [
-        (order["event_id"], order["event_type"], order["order_id"]) for order in orders
-    ]
+    assert [(r.event_id, r.event_type, r.order_id) for r in audited] == [(order["event_id"], order["event_type"], order["order_id"]) for order in orders]
 
 
 def test_a_mixed_batch_fails_exactly_the_bad_records(audit, sqs_events, new_order, lambda_context):
@@ -50,9 +48,7 @@ def test_a_mixed_batch_fails_exactly_the_bad_records(audit, sqs_events, new_orde
 
     response = audit.lambda_handler(sqs_events.event(records), lambda_context)
 
-    assert response == failures(
-        not_json["messageId"], not_object["messageId"], unknown_type["messageId"], future_version["messageId"]
-    )
+    assert response == failures(not_json["messageId"], not_object["messageId"], unknown_type["messageId"], future_version["messageId"])
 
 
 def test_a_batch_of_only_bad_records_is_reported_not_raised(audit, sqs_events, lambda_context):
@@ -102,5 +98,5 @@ def test_no_record_is_lost_whatever_the_bodies(audit, sqs_events, order_strategi
 
     response = audit.lambda_handler(sqs_events.event(records), lambda_context)
 
-    expected = [record["messageId"] for (is_good, _), record in zip(items, records) if not is_good]
+    expected = [record["messageId"] for (is_good, _), record in zip(items, records, strict=True) if not is_good]
     assert response == failures(*expected)

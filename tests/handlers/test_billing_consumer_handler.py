@@ -31,9 +31,7 @@ def billing(moto_module, load_handler):
         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
         BillingMode="PAY_PER_REQUEST",
     )
-    dynamodb.update_time_to_live(
-        TableName=TABLE_NAME, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"}
-    )
+    dynamodb.update_time_to_live(TableName=TABLE_NAME, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"})
     moto_module.setenv("IDEMPOTENCY_TABLE_NAME", TABLE_NAME)
     return load_handler("billing_consumer")
 
@@ -80,9 +78,7 @@ def test_the_same_message_delivered_twice_charges_once(billing, charges, sqs_eve
     assert charges == [order["order_id"]]
 
 
-def test_the_same_order_under_new_message_and_event_ids_charges_once(
-    billing, charges, sqs_events, new_order, lambda_context
-):
+def test_the_same_order_under_new_message_and_event_ids_charges_once(billing, charges, sqs_events, new_order, lambda_context):
     order = new_order()
     republished = dict(order, event_id="0b4f9a52-8f0e-4f57-9a55-2f1d8f3f6c11")
     batch = [record(sqs_events, order), record(sqs_events, republished), record(sqs_events, order)]
@@ -99,13 +95,17 @@ def test_a_duplicate_gets_the_stored_invoice(billing, charges, sqs_events, new_o
 
     again = billing.charge_once(order=billing.PlacedOrder.model_validate_json(json.dumps(order)))
 
-    assert again == invoice == {
-        "invoice_id": f"inv-{order['order_id']}",
-        "order_id": order["order_id"],
-        "customer_id": order["customer_id"],
-        "amount": "42.5",
-        "currency": "USD",
-    }
+    assert (
+        again
+        == invoice
+        == {
+            "invoice_id": f"inv-{order['order_id']}",
+            "order_id": order["order_id"],
+            "customer_id": order["customer_id"],
+            "amount": "42.5",
+            "currency": "USD",
+        }
+    )
     assert charges == [order["order_id"]]
 
 
@@ -120,9 +120,7 @@ def test_the_idempotency_record_is_keyed_on_the_order_and_expires(billing, sqs_e
     assert int(item["expiration"]["N"]) > 0
 
 
-def test_a_failed_charge_fails_only_its_record_and_is_charged_on_redelivery(
-    billing, charges, sqs_events, new_order, lambda_context, monkeypatch
-):
+def test_a_failed_charge_fails_only_its_record_and_is_charged_on_redelivery(billing, charges, sqs_events, new_order, lambda_context, monkeypatch):
     unlucky, lucky = new_order(), new_order()
     counting_charge = billing.charge
 
@@ -168,5 +166,5 @@ def test_no_record_is_lost_whatever_the_bodies(billing, sqs_events, order_strate
 
     response = billing.lambda_handler(sqs_events.event(records), lambda_context)
 
-    expected = [record["messageId"] for (is_good, _), record in zip(items, records) if not is_good]
+    expected = [record["messageId"] for (is_good, _), record in zip(items, records, strict=True) if not is_good]
     assert response == failures(*expected)

@@ -70,9 +70,7 @@ def test_the_flag_says_what_and_why(fraud_review, new_order):
     }
 
 
-def test_an_order_below_the_threshold_is_a_failed_item_with_the_reason_logged(
-    fraud_review, flagged, sqs_events, new_order, lambda_context, log_records
-):
+def test_an_order_below_the_threshold_is_a_failed_item_with_the_reason_logged(fraud_review, flagged, sqs_events, new_order, lambda_context, log_records):
     logged = log_records(fraud_review)
     small = record(sqs_events, new_order(total=499.99))
     large = record(sqs_events, new_order(total=800))
@@ -112,5 +110,5 @@ def test_no_record_is_lost_whatever_the_bodies(fraud_review, sqs_events, order_s
 
     response = fraud_review.lambda_handler(sqs_events.event(records), lambda_context)
 
-    expected = [record["messageId"] for (is_good, _), record in zip(items, records) if not is_good]
+    expected = [record["messageId"] for (is_good, _), record in zip(items, records, strict=True) if not is_good]
     assert response == failures(*expected)

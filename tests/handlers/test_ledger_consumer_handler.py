@@ -66,9 +66,7 @@ def test_a_cancellation_credits_what_the_placement_debited(ledger, new_order):
 
 
 @pytest.mark.parametrize("k", [0, 1, 3, 5])
-def test_when_record_k_fails_k_and_every_later_record_fail_in_order(
-    ledger, applied, sqs_events, new_order, lambda_context, k
-):
+def test_when_record_k_fails_k_and_every_later_record_fail_in_order(ledger, applied, sqs_events, new_order, lambda_context, k):
     orders = [new_order(customer_id=f"c-{i % 2}") for i in range(6)]
     orders[k]["version"] = 99
     records = [record(sqs_events, o) for o in orders]
@@ -116,10 +114,7 @@ def test_everything_from_the_first_bad_record_on_fails(ledger, sqs_events, order
     good = valid.map(lambda order: (True, order))
     bad = order_strategies.bad_body(BAD_VALUES, valid).map(lambda body: (False, body))
     items = data.draw(st.lists(good | bad, min_size=1, max_size=8))
-    records = [
-        record(sqs_events, body) if is_good else sqs_events.record(body, queue=QUEUE, group_id="c-any")
-        for is_good, body in items
-    ]
+    records = [record(sqs_events, body) if is_good else sqs_events.record(body, queue=QUEUE, group_id="c-any") for is_good, body in items]
 
     response = ledger.lambda_handler(sqs_events.event(records), lambda_context)
 

@@ -35,18 +35,14 @@ def topology(handler_env):
             queue_attributes = {"FifoQueue": "true"} if name.endswith(".fifo") else {}
             url = sqs.create_queue(QueueName=name, Attributes=queue_attributes)["QueueUrl"]
             arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-            sns.subscribe(
-                TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true", **attributes}
-            )
+            sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true", **attributes})
             return url
 
         yield Topology(
             topic_arn=topic_arn,
             fifo_topic_arn=fifo_topic_arn,
             all_events_url=subscribed_queue("audit", topic_arn),
-            placed_only_url=subscribed_queue(
-                "billing", topic_arn, FilterPolicy=json.dumps({"event_type": ["OrderPlaced"]})
-            ),
+            placed_only_url=subscribed_queue("billing", topic_arn, FilterPolicy=json.dumps({"event_type": ["OrderPlaced"]})),
             ledger_url=subscribed_queue("ledger.fifo", fifo_topic_arn),
         )
 
@@ -88,9 +84,7 @@ def drain(queue_url):
     sqs = boto3.client("sqs")
     messages = []
     while True:
-        batch = sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"], MessageAttributeNames=["All"]
-        ).get("Messages", [])
+        batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"], MessageAttributeNames=["All"]).get("Messages", [])
         if not batch:
             return messages
         messages.extend(batch)
@@ -157,7 +151,7 @@ def test_every_event_arrives_once_with_its_event_type_attribute(producer, topolo
     arrived = drain(topology.all_events_url)
     bodies = [json.loads(message["Body"]) for message in arrived]
     assert sorted(body["order_id"] for body in bodies) == sorted(order["order_id"] for order in orders)
-    for message, body in zip(arrived, bodies):
+    for message, body in zip(arrived, bodies, strict=True):
         assert message["MessageAttributes"]["event_type"] == {"DataType": "String", "StringValue": body["event_type"]}
         assert uuid.UUID(body["event_id"]).version == 4
         assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00$", body["occurred_at"])
@@ -176,9 +170,7 @@ def test_the_event_type_attribute_drives_the_subscription_filter(producer, topol
 
 
 def test_the_message_is_the_event_with_a_numeric_total(producer, topology, lambda_context):
-    order = new_request_order(
-        1, total=1234.5, event_id="3f0c7a4e-51a7-4a43-8f39-2b0f5f8b9d10", occurred_at="2025-06-01T12:00:00+02:00"
-    )
+    order = new_request_order(1, total=1234.5, event_id="3f0c7a4e-51a7-4a43-8f39-2b0f5f8b9d10", occurred_at="2025-06-01T12:00:00+02:00")
 
     producer.lambda_handler({"orders": [order]}, lambda_context)
 
@@ -238,9 +230,7 @@ def test_fifo_order_per_customer_survives_the_round_trip(producer, topology, lam
 
     arrived = [json.loads(message["Body"]) for message in drain(topology.ledger_url)]
     for customer in ("c-a", "c-b"):
-        assert [e["order_id"] for e in arrived if e["customer_id"] == customer] == [
-            o["order_id"] for o in orders if o["customer_id"] == customer
-        ]
+        assert [e["order_id"] for e in arrived if e["customer_id"] == customer] == [o["order_id"] for o in orders if o["customer_id"] == customer]
 
 
 @pytest.mark.parametrize(
@@ -256,9 +246,7 @@ def test_fifo_order_per_customer_survives_the_round_trip(producer, topology, lam
         (11, {"occurred_at": "2025-01-01T00:00:00"}, r"orders\[11\]: occurred_at: .*timezone"),
     ],
 )
-def test_an_invalid_order_names_its_index_and_nothing_is_published(
-    producer, topology, lambda_context, bad_index, change, reason
-):
+def test_an_invalid_order_names_its_index_and_nothing_is_published(producer, topology, lambda_context, bad_index, change, reason):
     orders = [new_request_order(i) for i in range(25)]
     orders[bad_index].update(change)
 
@@ -315,9 +303,7 @@ def test_only_the_entries_sns_failed_are_retried(producer, topology, lambda_cont
     assert sorted(arrived) == sorted(o["order_id"] for o in orders)
 
 
-def test_a_persistent_failure_raises_with_the_ids_and_claims_nothing(
-    producer, topology, lambda_context, monkeypatch, capsys
-):
+def test_a_persistent_failure_raises_with_the_ids_and_claims_nothing(producer, topology, lambda_context, monkeypatch, capsys):
     orders = [new_request_order(i) for i in range(25)]
     doomed = {}
 
@@ -423,9 +409,7 @@ def metric_values(stdout):
         blob = json.loads(line)
         for definition in blob["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
             value = blob[definition["Name"]]
-            values[definition["Name"]] = values.get(definition["Name"], 0) + (
-                sum(value) if isinstance(value, list) else value
-            )
+            values[definition["Name"]] = values.get(definition["Name"], 0) + (sum(value) if isinstance(value, list) else value)
     return values
 
 

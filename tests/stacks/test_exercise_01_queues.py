@@ -26,8 +26,14 @@ def test_two_topics_standard_and_fifo_both_encrypted(template):
 def test_every_queue_is_encrypted_and_either_has_a_dlq_or_is_one(template):
     queues = _of_type(template, "AWS::SQS::Queue")
     dlq_ids = {q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0] for q in queues.values() if "RedrivePolicy" in q["Properties"]}
-    subscription_dlqs = {s["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0] for s in _of_type(template, "AWS::SNS::Subscription").values()}
-    function_dlqs = {f["Properties"]["DeadLetterConfig"]["TargetArn"]["Fn::GetAtt"][0] for f in _of_type(template, "AWS::Lambda::Function").values() if "DeadLetterConfig" in f["Properties"]}
+    subscription_dlqs = {
+        s["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0] for s in _of_type(template, "AWS::SNS::Subscription").values()
+    }
+    function_dlqs = {
+        f["Properties"]["DeadLetterConfig"]["TargetArn"]["Fn::GetAtt"][0]
+        for f in _of_type(template, "AWS::Lambda::Function").values()
+        if "DeadLetterConfig" in f["Properties"]
+    }
     for logical_id, queue in queues.items():
         assert "KmsMasterKeyId" in queue["Properties"], logical_id
         assert "RedrivePolicy" in queue["Properties"] or logical_id in dlq_ids | subscription_dlqs | function_dlqs, logical_id
@@ -37,10 +43,7 @@ def test_four_subscriptions_each_with_a_dlq_and_the_expected_filters(template):
     subscriptions = list(_of_type(template, "AWS::SNS::Subscription").values())
     assert len(subscriptions) == 4
     assert all("RedrivePolicy" in s["Properties"] for s in subscriptions)
-    filters = sorted(
-        (s["Properties"].get("FilterPolicyScope", "MessageAttributes"), str(s["Properties"].get("FilterPolicy")))
-        for s in subscriptions
-    )
+    filters = sorted((s["Properties"].get("FilterPolicyScope", "MessageAttributes"), str(s["Properties"].get("FilterPolicy"))) for s in subscriptions)
     assert ("MessageAttributes", str({"event_type": ["OrderPlaced"]})) in filters
     assert ("MessageBody", str({"total": [{"numeric": [">=", 500]}]})) in filters
     assert sum(1 for _, policy in filters if policy == "None") == 2  # audit and ledger take everything

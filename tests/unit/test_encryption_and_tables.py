@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from aws_cdk import App, aws_iam as iam
+from aws_cdk import App
+from aws_cdk import aws_iam as iam
 
 from messaging_constructs import EncryptionKey, IdempotencyTable, KeyUser, Profile
 from tests.unit.helpers import new_stack, only, resources
@@ -76,10 +77,17 @@ def test_idempotency_grant_names_exact_actions():
     table.grant_idempotency(role)
     (_, policy) = only(resources(stack, "AWS::IAM::Policy"))
     actions = sorted(a for s in policy["Properties"]["PolicyDocument"]["Statement"] for a in s["Action"])
-    assert actions == sorted([
-        "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
-        "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey",
-    ])
+    assert actions == sorted(
+        [
+            "dynamodb:DeleteItem",
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "kms:Decrypt",
+            "kms:Encrypt",
+            "kms:GenerateDataKey",
+        ]
+    )
 
 
 def test_idempotency_table_alarms_on_throttles_and_system_errors():

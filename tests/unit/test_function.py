@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from aws_cdk import Duration, aws_ec2 as ec2
+from aws_cdk import Duration
+from aws_cdk import aws_ec2 as ec2
 
 from messaging_constructs import HandlerFunction, PrivateNetwork, SecureQueue
 from tests.unit.helpers import new_stack, only, resources, template
@@ -80,7 +81,8 @@ def test_asynchronous_failures_go_to_an_encrypted_dlq_with_an_alarm(code):
     assert _lambda(stack)["DeadLetterConfig"] == {"TargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]}}
     template(stack).has_resource_properties("AWS::Lambda::EventInvokeConfig", {"MaximumRetryAttempts": 2})
     template(stack).has_resource_properties(
-        "AWS::CloudWatch::Alarm", {"MetricName": "ApproximateNumberOfMessagesVisible", "Dimensions": [{"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq_id, "QueueName"]}}]}
+        "AWS::CloudWatch::Alarm",
+        {"MetricName": "ApproximateNumberOfMessagesVisible", "Dimensions": [{"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq_id, "QueueName"]}}]},
     )
 
 

@@ -54,7 +54,12 @@ def test_endpoints_admit_https_only_from_named_security_groups():
     peer = network.function_security_group(stack, "Function")
     template(stack).has_resource_properties(
         "AWS::EC2::SecurityGroupIngress",
-        {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "SourceSecurityGroupId": {"Fn::GetAtt": [stack.get_logical_id(peer.node.default_child), "GroupId"]}},
+        {
+            "IpProtocol": "tcp",
+            "FromPort": 443,
+            "ToPort": 443,
+            "SourceSecurityGroupId": {"Fn::GetAtt": [stack.get_logical_id(peer.node.default_child), "GroupId"]},
+        },
     )
     endpoint_group = resources(stack, "AWS::EC2::SecurityGroup")[stack.get_logical_id(network.endpoint_security_group.node.default_child)]
     assert "SecurityGroupIngress" not in endpoint_group["Properties"]  # only the named rule above

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from aws_cdk import CfnParameter, Duration, aws_iam as iam, aws_sns as sns
+from aws_cdk import CfnParameter, Duration
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_sns as sns
 from aws_cdk.assertions import Capture, Match
 
 from messaging_constructs import SecureQueue
 from tests.unit.helpers import new_stack, only, resources, template
 
-TLS_DENY = Match.object_like(
-    {"Effect": "Deny", "Action": "sqs:*", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
-)
+TLS_DENY = Match.object_like({"Effect": "Deny", "Action": "sqs:*", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})
 
 
 def _queue(profile: str = "sandbox", **props):
@@ -37,9 +37,7 @@ def test_queue_and_dlq_deny_requests_without_tls():
     stack, _ = _queue()
     policies = resources(stack, "AWS::SQS::QueuePolicy")
     assert len(policies) == 2
-    template(stack).all_resources_properties(
-        "AWS::SQS::QueuePolicy", {"PolicyDocument": {"Statement": Match.array_with([TLS_DENY])}}
-    )
+    template(stack).all_resources_properties("AWS::SQS::QueuePolicy", {"PolicyDocument": {"Statement": Match.array_with([TLS_DENY])}})
 
 
 def test_source_redrives_to_its_dlq_after_five_receives_by_default():
@@ -126,8 +124,12 @@ def test_grant_consume_names_exact_actions_and_key_decrypt():
     _, policy = only(resources(stack, "AWS::IAM::Policy"))
     actions = {a for s in policy["Properties"]["PolicyDocument"]["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
     assert actions == {
-        "sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueUrl", "sqs:DeleteMessage",
-        "sqs:GetQueueAttributes", "kms:Decrypt",
+        "sqs:ReceiveMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueUrl",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        "kms:Decrypt",
     }
 
 
