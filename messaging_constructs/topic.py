@@ -10,7 +10,6 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -194,9 +193,33 @@ class SecureTopic(Construct):
             }
         elif filter_policy is not None:
             options["filter_policy"] = dict(filter_policy)
-        self.topic.add_subscription(
-            subscriptions.SqsSubscription(target, raw_message_delivery=raw_message_delivery, dead_letter_queue=dead_letter.queue, **options)
+        # Built by hand rather than with SqsSubscription, whose key-policy
+        # statement for SNS has no condition at all; allow_service limits it
+        # to this account (naming the topic would make key and topic depend
+        # on each other when they share a key).
+        policy = target.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("sns.amazonaws.com")],
+                actions=["sqs:SendMessage"],
+                resources=[target.queue_arn],
+                conditions={"ArnEquals": {"aws:SourceArn": self.topic.topic_arn}},
+            )
         )
+        if target.encryption_master_key is not None:
+            allow_service(target.encryption_master_key, KeyUser.SNS)
+        subscription = sns.Subscription(
+            self,
+            f"{queue.node.id}Subscription",
+            topic=self.topic,
+            protocol=sns.SubscriptionProtocol.SQS,
+            endpoint=target.queue_arn,
+            raw_message_delivery=raw_message_delivery,
+            dead_letter_queue=dead_letter.queue,
+            **options,
+        )
+        if policy.policy_dependable is not None:
+            # SNS confirms the subscription only once the queue admits it.
+            subscription.node.add_dependency(policy.policy_dependable)
         return dead_letter
 
     def grant_publish(self, grantee: iam.IGrantable) -> iam.Grant:

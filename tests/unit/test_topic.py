@@ -152,3 +152,31 @@ def test_fails_when_filter_on_body_has_no_filter_policy():
 def test_fails_when_success_sample_rate_is_out_of_range():
     with pytest.raises(ValueError, match="success_sample_rate must be between 0 and 100 %, got 101 %"):
         _topic(success_sample_rate=101)
+
+
+def test_subscribed_queue_admits_sns_only_from_this_topic_and_key_only_from_this_account():
+    stack, topic = _topic()
+    queue = SecureQueue(stack, "A", encryption_key=topic.key)
+    topic.subscribe_queue(queue)
+    topic_ref = {"Ref": stack.get_logical_id(topic.topic.node.default_child)}
+    template(stack).has_resource_properties(
+        "AWS::SQS::QueuePolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Action": "sqs:SendMessage",
+                                "Principal": {"Service": "sns.amazonaws.com"},
+                                "Condition": {"ArnEquals": {"aws:SourceArn": topic_ref}},
+                            }
+                        )
+                    ]
+                )
+            }
+        },
+    )
+    (key,) = resources(stack, "AWS::KMS::Key").values()
+    sns_statements = [s for s in key["Properties"]["KeyPolicy"]["Statement"] if s.get("Principal", {}).get("Service") == "sns.amazonaws.com"]
+    assert sns_statements and all(s["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}} for s in sns_statements)
