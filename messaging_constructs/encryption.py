@@ -121,8 +121,9 @@ def allow_service(key: kms.IKey, user: KeyUser, *, source_arn: str | None = None
         if source_arn:
             conditions["ArnEquals"] = {"aws:SourceArn": source_arn}
         if user is KeyUser.CLOUDWATCH:
-            # CloudWatch does not send aws:SourceAccount with its KMS calls for
-            # alarm actions; the service principal alone limits the statement.
+            # Kept as AWS documents it for alarm topics, without conditions, so
+            # that no notification is lost to a condition key CloudWatch might
+            # not send to KMS; the alarm topic's own policy limits who publishes.
             conditions = {}
         statement = iam.PolicyStatement(
             principals=[iam.ServicePrincipal(f"{user.value}.amazonaws.com")],

@@ -85,7 +85,7 @@ class PrivateNetwork(Construct):
             flow_log_role = ManagedPolicyRole(
                 self,
                 "FlowLogRole",
-                assumed_by=iam.ServicePrincipal("vpc-flow-logs.amazonaws.com"),
+                assumed_by=iam.ServicePrincipal("vpc-flow-logs.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": Stack.of(self).account}}),
                 description="Lets VPC Flow Logs write to one log group",
             )
             vpc.add_flow_log(

@@ -45,6 +45,8 @@ class SecureTopic(Construct):
 
     :param fifo: a FIFO topic. Default: False (standard).
     :param content_based_deduplication: FIFO only. Default: False.
+    :param high_throughput: FIFO only: throughput limits apply per message
+        group rather than per topic (``FifoThroughputScope: MessageGroup``). Default: False.
     :param encryption_key: the CMK for the topic, its subscription DLQs and its
         delivery logs. Default: a new key with rotation.
     :param topic_name: the topic's name. Default: generated.
@@ -66,6 +68,7 @@ class SecureTopic(Construct):
         *,
         fifo: bool = False,
         content_based_deduplication: bool = False,
+        high_throughput: bool = False,
         encryption_key: kms.IKey | None = None,
         topic_name: str | None = None,
         display_name: str | None = None,
@@ -77,6 +80,7 @@ class SecureTopic(Construct):
         super().__init__(scope, construct_id)
         self.profile = profile or Profile.of(self)
         require(fifo or not content_based_deduplication, "content_based_deduplication needs fifo=True")
+        require(fifo or not high_throughput, "high_throughput needs fifo=True")
         check_range("success_sample_rate", success_sample_rate, 0, 100, "%")
         self._alarm_topic = alarm_topic
         self.fifo = fifo
@@ -86,6 +90,7 @@ class SecureTopic(Construct):
             "Resource",
             fifo=fifo or None,
             content_based_deduplication=content_based_deduplication or None,
+            fifo_throughput_scope=sns.FifoThroughputScope.MESSAGE_GROUP if high_throughput else None,
             master_key=self.key,
             enforce_ssl=True,
             topic_name=topic_name,
@@ -125,7 +130,7 @@ class SecureTopic(Construct):
         role = ManagedPolicyRole(
             self,
             "DeliveryLogRole",
-            assumed_by=iam.ServicePrincipal("sns.amazonaws.com"),
+            assumed_by=iam.ServicePrincipal("sns.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": stack.account}}),
             description="Lets SNS write delivery-status logs of one topic",
         )
         role.add_to_principal_policy(

@@ -80,7 +80,7 @@ class Exercise01QueuesStack(Stack):
             return q
 
         orders = SecureTopic(self, "Orders", **common)
-        orders_fifo = SecureTopic(self, "OrdersFifo", fifo=True, **common)
+        orders_fifo = SecureTopic(self, "OrdersFifo", fifo=True, high_throughput=True, **common)
         for title, topic in (("Orders topic", orders), ("OrdersFifo topic", orders_fifo)):
             dashboard.add_section(title, topic.dashboard_widgets(title))
 

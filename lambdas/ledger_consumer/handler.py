@@ -1,10 +1,11 @@
 """Post order events to the customer ledger, in order.
 
 Reads the FIFO ``ledger.fifo`` queue, grouped by customer. Order matters
-here (a cancellation must follow the placement it reverses), so the batch
-stops at the first record that fails: that record and every one after it
-are reported as failed, in their original order, and SQS hands them back in
-the same order on the next receive.
+within a customer (a cancellation must follow the placement it reverses), so
+when a record fails, that record and every later record *of the same
+customer* in the batch are reported as failed, and SQS hands them back in the
+same order on the next receive. Other customers' records are still posted:
+one poison message holds back only its own customer.
 
 A record that cannot be read as an order event, or whose message group is
 not its customer, is logged with the reason and reported as a failed item.
@@ -35,10 +36,14 @@ SCHEMA_VERSION = 1
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-processor = SqsFifoPartialProcessor()
-# When the first record fails, every record fails: report them all as failed
-# items rather than failing the invocation (the outcome for SQS is the same,
-# but the response stays the one place that says what happened).
+# After a failure, the rest of that customer's records in the batch are
+# reported as failed (so they are retried in order); other customers' records
+# go on being processed, so one poison message cannot push healthy messages of
+# other customers towards the DLQ.
+processor = SqsFifoPartialProcessor(skip_group_on_error=True)
+# If every record fails, report them all as failed items rather than failing
+# the invocation: the outcome for SQS is the same, and the response stays the
+# one place that says what happened.
 processor.raise_on_entire_batch_failure = False
 
 

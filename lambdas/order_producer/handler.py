@@ -2,8 +2,9 @@
 
 Invoked directly (synchronously or asynchronously) with ``{"orders": [...]}``.
 Every order is validated before anything is sent, so a bad request publishes
-nothing. Valid orders get an ``event_id`` and an ``occurred_at`` when they
-lack them, and go to the standard topic (``TOPIC_ARN``) with an
+nothing. Valid orders get an ``event_id`` (derived from the request id and
+the order's position, so Lambda's retries of one invocation reuse it) and an
+``occurred_at`` when they lack them, and go to the standard topic (``TOPIC_ARN``) with an
 ``event_type`` message attribute for subscription filters and, when
 ``FIFO_TOPIC_ARN`` is set, to the FIFO topic as well, grouped by customer and
 deduplicated by event id.
@@ -160,7 +161,17 @@ class PublishOutcome:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def validate_orders(event: dict[str, Any]) -> list[OrderEvent]:
+def default_event_id(request_id: str, index: int) -> uuid.UUID:
+    """The id an order without one gets: the same on every retry of one invocation.
+
+    Lambda keeps the request id across its own retries of an asynchronous
+    invocation, so a retried request republishes the same event ids; the
+    FIFO topic drops them as duplicates and consumers can recognise them.
+    """
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"order-producer/{request_id}/{index}")
+
+
+def validate_orders(event: dict[str, Any], request_id: str = "") -> list[OrderEvent]:
     """Return the orders as events, or raise ValueError naming every bad one."""
     orders = event.get("orders") if isinstance(event, dict) else None
     if not isinstance(orders, list):
@@ -169,6 +180,8 @@ def validate_orders(event: dict[str, Any]) -> list[OrderEvent]:
     events: list[OrderEvent] = []
     first_index_of: dict[uuid.UUID, int] = {}
     for index, order in enumerate(orders):
+        if request_id and isinstance(order, dict) and "event_id" not in order:
+            order = {**order, "event_id": default_event_id(request_id, index)}
         try:
             order_event = OrderEvent.model_validate(order)
         except ValidationError as exc:
@@ -318,7 +331,7 @@ def publish(topic_arn: str, entries: list[Entry], *, fifo: bool) -> PublishOutco
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     try:
-        order_events = validate_orders(event)
+        order_events = validate_orders(event, context.aws_request_id)
     except ValueError as exc:
         logger.error("Request refused, nothing published", extra={"reason": str(exc)})
         metrics.add_metric(name="RequestsRefused", unit=MetricUnit.Count, value=1)

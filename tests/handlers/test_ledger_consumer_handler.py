@@ -1,4 +1,4 @@
-"""The ledger consumer (FIFO): the first failure stops the batch, order is kept."""
+"""The ledger consumer (FIFO): a failure holds back the rest of its customer's records, order is kept."""
 
 import json
 
@@ -38,6 +38,20 @@ def applied(ledger, monkeypatch):
     return calls
 
 
+def group_of(record_):
+    return record_["attributes"]["MessageGroupId"]
+
+
+def expected_failures(records, bad_indexes):
+    """Each bad record, and every later record of a customer (message group) that already failed."""
+    failed, failed_groups = [], set()
+    for index, rec in enumerate(records):
+        if index in bad_indexes or group_of(rec) in failed_groups:
+            failed.append(rec["messageId"])
+            failed_groups.add(group_of(rec))
+    return failed
+
+
 def failures(*message_ids):
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in message_ids]}
 
@@ -66,15 +80,16 @@ def test_a_cancellation_credits_what_the_placement_debited(ledger, new_order):
 
 
 @pytest.mark.parametrize("k", [0, 1, 3, 5])
-def test_when_record_k_fails_k_and_every_later_record_fail_in_order(ledger, applied, sqs_events, new_order, lambda_context, k):
+def test_when_record_k_fails_the_later_records_of_its_customer_fail_too(ledger, applied, sqs_events, new_order, lambda_context, k):
     orders = [new_order(customer_id=f"c-{i % 2}") for i in range(6)]
     orders[k]["version"] = 99
     records = [record(sqs_events, o) for o in orders]
 
     response = ledger.lambda_handler(sqs_events.event(records), lambda_context)
 
-    assert response == failures(*[r["messageId"] for r in records[k:]])
-    assert applied == [order["event_id"] for order in orders[:k]]
+    held_back = [i for i in range(6) if i >= k and i % 2 == k % 2]
+    assert response == failures(*[records[i]["messageId"] for i in held_back])
+    assert applied == [order["event_id"] for i, order in enumerate(orders) if i not in held_back]
 
 
 def test_an_exception_in_apply_stops_the_batch(ledger, sqs_events, new_order, lambda_context, monkeypatch):
@@ -103,13 +118,13 @@ def test_a_record_in_the_wrong_message_group_is_rejected(ledger, applied, sqs_ev
 
     response = ledger.lambda_handler(sqs_events.event([first, misgrouped, last]), lambda_context)
 
-    assert response == failures(misgrouped["messageId"], last["messageId"])
-    assert len(applied) == 1
+    assert response == failures(misgrouped["messageId"])
+    assert len(applied) == 2
 
 
 @FAST
 @given(data=st.data())
-def test_everything_from_the_first_bad_record_on_fails(ledger, sqs_events, order_strategies, lambda_context, data):
+def test_a_bad_record_holds_back_exactly_the_rest_of_its_group(ledger, sqs_events, order_strategies, lambda_context, data):
     valid = order_strategies.valid_order()
     good = valid.map(lambda order: (True, order))
     bad = order_strategies.bad_body(BAD_VALUES, valid).map(lambda body: (False, body))
@@ -118,5 +133,5 @@ def test_everything_from_the_first_bad_record_on_fails(ledger, sqs_events, order
 
     response = ledger.lambda_handler(sqs_events.event(records), lambda_context)
 
-    first_bad = next((i for i, (is_good, _) in enumerate(items) if not is_good), len(items))
-    assert response == failures(*[r["messageId"] for r in records[first_bad:]])
+    bad_indexes = {i for i, (is_good, _) in enumerate(items) if not is_good}
+    assert response == failures(*expected_failures(records, bad_indexes))

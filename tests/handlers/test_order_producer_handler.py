@@ -153,10 +153,22 @@ def test_every_event_arrives_once_with_its_event_type_attribute(producer, topolo
     assert sorted(body["order_id"] for body in bodies) == sorted(order["order_id"] for order in orders)
     for message, body in zip(arrived, bodies, strict=True):
         assert message["MessageAttributes"]["event_type"] == {"DataType": "String", "StringValue": body["event_type"]}
-        assert uuid.UUID(body["event_id"]).version == 4
+        assert uuid.UUID(body["event_id"]).version == 5
         assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00$", body["occurred_at"])
     ledger = [json.loads(message["Body"]) for message in drain(topology.ledger_url)]
     assert sorted(event["event_id"] for event in ledger) == sorted(body["event_id"] for body in bodies)
+
+
+def test_generated_event_ids_repeat_on_a_retry_of_the_same_invocation(producer, lambda_context, monkeypatch):
+    """Lambda retries an asynchronous invocation with the same request id: the ids repeat, so the FIFO topic deduplicates."""
+    orders = [new_request_order(i) for i in range(3)]
+    first = [e.event_id for e in producer.validate_orders({"orders": orders}, "request-1")]
+    retry = [e.event_id for e in producer.validate_orders({"orders": orders}, "request-1")]
+    other = [e.event_id for e in producer.validate_orders({"orders": orders}, "request-2")]
+    assert first == retry
+    assert len(set(first)) == 3 and not set(first) & set(other)
+    given = producer.validate_orders({"orders": [dict(orders[0], event_id=str(uuid.uuid4()))]}, "request-1")
+    assert given[0].event_id not in first
 
 
 def test_the_event_type_attribute_drives_the_subscription_filter(producer, topology, lambda_context):
