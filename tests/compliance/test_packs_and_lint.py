@@ -50,3 +50,12 @@ def test_acknowledgements_are_of_the_three_allowed_kinds_with_reasons(checked, p
 
 def test_production_has_no_sandbox_cost_acknowledgement(checked):
     assert [a for a in checked("production").acknowledgements if a.kind == SANDBOX_COST] == []
+
+
+def test_the_report_fails_on_an_unacknowledged_finding_and_passes_otherwise(checked, unacknowledged):
+    from scripts.compliance_report import render
+
+    failing, passing = unacknowledged("sandbox"), checked("sandbox")
+    assert not failing.ok and render(failing).endswith("RESULT: FAIL")
+    assert passing.ok and render(passing).endswith("RESULT: PASS")
+    assert "Unacknowledged findings:" in render(failing)
