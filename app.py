@@ -12,6 +12,7 @@ from aws_cdk import App
 from messaging_constructs import Profile
 from stacks.compliance import add_packs
 from stacks.exercise_01_queues import Exercise01QueuesStack
+from stacks.exercise_02_eventbridge import Exercise02EventBridgeStack
 
 
 def build_app(app: App | None = None, *, compliance: bool = True) -> App:
@@ -19,6 +20,7 @@ def build_app(app: App | None = None, *, compliance: bool = True) -> App:
     app = app or App()
     profile = Profile.of(app)
     Exercise01QueuesStack(app, "Exercise01Queues", profile=profile, description="Exercise 01: SQS and SNS fan-out with DLQs and redrive")
+    Exercise02EventBridgeStack(app, "Exercise02EventBridge", profile=profile, description="Exercise 02: event-driven microservices on an EventBridge bus")
     if compliance:
         add_packs(app)
     return app

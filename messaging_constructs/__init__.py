@@ -6,18 +6,23 @@ follows a :class:`Profile` (sandbox or production) read from CDK context.
 """
 
 from .encryption import EncryptionKey, KeyUser, allow_service
+from .event_bus import EventBus
 from .function import POWERTOOLS_VERSION, RUNTIME, HandlerFunction, powertools_layer_parameter
 from .idempotency_table import IdempotencyTable
 from .monitoring import AlarmTopic, MonitoringDashboard
 from .network import PrivateNetwork
+from .pipe import EventPipe
 from .profile import PRODUCTION, SANDBOX, Profile
 from .queue import SecureQueue
+from .scheduler import ScheduleGroup
 from .topic import DELIVERY_LOGGING_PROTOCOLS, SecureTopic
 
 __all__ = [
     "AlarmTopic",
     "DELIVERY_LOGGING_PROTOCOLS",
     "EncryptionKey",
+    "EventBus",
+    "EventPipe",
     "HandlerFunction",
     "IdempotencyTable",
     "KeyUser",
@@ -28,6 +33,7 @@ __all__ = [
     "Profile",
     "RUNTIME",
     "SANDBOX",
+    "ScheduleGroup",
     "SecureQueue",
     "SecureTopic",
     "allow_service",

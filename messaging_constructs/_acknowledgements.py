@@ -154,3 +154,18 @@ def backup_service_role(selection: IConstruct) -> None:
         AWS_REQUIRED,
         "AWS Backup's own service-role policy, which AWS maintains as the services it backs up change; the role can be assumed by AWS Backup only.",
     )
+
+
+# --- EventBridge ---------------------------------------------------------------
+
+
+def eventbridge_dead_letter_queue(queue: IConstruct) -> None:
+    """The DLQ of an EventBridge bus, rule target, schedule or pipe is not seen as a DLQ by the rule."""
+    acknowledge(
+        queue,
+        "AwsSolutions-SQS3",
+        RULE_DEFECT,
+        "this queue is the dead-letter queue of an EventBridge bus, rule target, "
+        "schedule or pipe; the rule recognises only DLQs named by a queue's redrive "
+        "policy or a function's dead-letter config.",
+    )

@@ -18,8 +18,13 @@ class KeyUser(enum.Enum):
 
     #: SNS encrypting messages for an encrypted SQS subscription or DLQ.
     SNS = "sns"
-    #: EventBridge delivering to encrypted targets or encrypting a bus.
+    #: EventBridge encrypting a bus, its archive and rules, and delivering to
+    #: encrypted queues and DLQs.
     EVENTBRIDGE = "events"
+    #: EventBridge Scheduler encrypting schedules and sending to encrypted queues.
+    SCHEDULER = "scheduler"
+    #: EventBridge Pipes encrypting pipe data.
+    PIPES = "pipes"
     #: CloudWatch alarms publishing to an encrypted SNS topic.
     CLOUDWATCH = "cloudwatch"
     #: CloudWatch Logs encrypting log groups in this account and region.
@@ -27,6 +32,9 @@ class KeyUser(enum.Enum):
 
 
 _SERVICE_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey*"]
+# What EventBridge documents for buses, archives, pipes and schedules (it
+# describes the key to check it is symmetric).
+_EVENTBRIDGE_ACTIONS = ["kms:DescribeKey", "kms:GenerateDataKey", "kms:Decrypt"]
 _LOGS_ACTIONS = [
     "kms:Encrypt",
     "kms:Decrypt",
@@ -127,7 +135,7 @@ def allow_service(key: kms.IKey, user: KeyUser, *, source_arn: str | None = None
             conditions = {}
         statement = iam.PolicyStatement(
             principals=[iam.ServicePrincipal(f"{user.value}.amazonaws.com")],
-            actions=_SERVICE_ACTIONS,
+            actions=_EVENTBRIDGE_ACTIONS if user in (KeyUser.EVENTBRIDGE, KeyUser.SCHEDULER, KeyUser.PIPES) else _SERVICE_ACTIONS,
             resources=["*"],
             conditions=conditions or None,
         )

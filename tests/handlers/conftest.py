@@ -335,3 +335,181 @@ def log_records() -> Callable[[ModuleType], list[logging.LogRecord]]:
     yield attach
     for underlying, handler in attached:
         underlying.removeHandler(handler)
+
+
+# --- EventBridge ------------------------------------------------------------
+#
+# Events in the shape a rule with an SQS target leaves them: the message body
+# is the whole event. Used by the Exercise 02 handler tests.
+
+
+def _eventbridge_event(source: str, detail_type: str, detail: Any, **overrides: Any) -> dict[str, Any]:
+    event = {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": detail_type,
+        "source": source,
+        "account": ACCOUNT_ID,
+        "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": [],
+        "detail": detail,
+    }
+    event.update(overrides)
+    return event
+
+
+@pytest.fixture(scope="session")
+def eventbridge_event() -> Callable[..., dict[str, Any]]:
+    """``eventbridge_event(source, detail_type, detail, **overrides)``: an EventBridge event as a dict, with a fresh id."""
+    return _eventbridge_event
+
+
+def _drain_queue(queue_url: str) -> list[dict[str, Any]]:
+    import boto3
+
+    sqs = boto3.client("sqs")
+    messages = []
+    while True:
+        batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"]).get("Messages", [])
+        if not batch:
+            return messages
+        messages.extend(batch)
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)],
+        )
+
+
+def _received_events(queue_url: str) -> list[dict[str, Any]]:
+    events = []
+    for message in _drain_queue(queue_url):
+        event = json.loads(message["Body"])
+        # moto's default target input leaves "account" out of the event; EventBridge sends it.
+        event.setdefault("account", ACCOUNT_ID)
+        events.append(event)
+    return events
+
+
+@pytest.fixture(scope="session")
+def received_events() -> Callable[[str], list[dict[str, Any]]]:
+    """``received_events(queue_url)``: every EventBridge event on the queue (taken off it), as dicts."""
+    return _received_events
+
+
+@dataclass
+class EventBusWithQueues:
+    name: str
+    arn: str
+    queue_urls: dict[str, str]
+    queue_arns: dict[str, str]
+
+
+def _event_bus_with_queues(name: str, patterns: dict[str, dict[str, Any]]) -> EventBusWithQueues:
+    """A custom bus, and for each queue name a rule with that event pattern and the queue as its target."""
+    import boto3
+
+    events, sqs = boto3.client("events"), boto3.client("sqs")
+    arn = events.create_event_bus(Name=name)["EventBusArn"]
+    urls, arns = {}, {}
+    for queue, pattern in patterns.items():
+        urls[queue] = sqs.create_queue(QueueName=queue)["QueueUrl"]
+        arns[queue] = sqs.get_queue_attributes(QueueUrl=urls[queue], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(Name=f"{queue}-rule", EventBusName=name, EventPattern=json.dumps(pattern))
+        events.put_targets(Rule=f"{queue}-rule", EventBusName=name, Targets=[{"Id": queue, "Arn": arns[queue]}])
+    return EventBusWithQueues(name=name, arn=arn, queue_urls=urls, queue_arns=arns)
+
+
+@pytest.fixture(scope="session")
+def event_bus_with_queues() -> Callable[[str, dict[str, dict[str, Any]]], EventBusWithQueues]:
+    """``event_bus_with_queues(name, {queue: pattern})``, in the moto that is active."""
+    return _event_bus_with_queues
+
+
+def _create_idempotency_table(name: str) -> None:
+    """The idempotency table as the library creates it: Powertools' default key and TTL names."""
+    import boto3
+
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.create_table(
+        TableName=name,
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"})
+
+
+@pytest.fixture(scope="session")
+def create_idempotency_table() -> Callable[[str], None]:
+    """``create_idempotency_table(name)``, in the moto that is active."""
+    return _create_idempotency_table
+
+
+class EventBridgeStrategies:
+    """Hypothesis strategies for EventBridge events, good and bad, and for the Exercise 02 details."""
+
+    _IDS = st.text(string.ascii_letters + string.digits + "-_", min_size=1, max_size=20)
+
+    def order_id(self) -> st.SearchStrategy[str]:
+        return self._IDS.map(lambda suffix: f"o-{suffix}")
+
+    def sku(self) -> st.SearchStrategy[str]:
+        return self._IDS.map(lambda suffix: f"SKU-{suffix}")
+
+    def items(self, *, min_size: int = 1, max_quantity: int = 20) -> st.SearchStrategy[list[dict[str, Any]]]:
+        item = st.fixed_dictionaries({"sku": self.sku(), "quantity": st.integers(1, max_quantity)})
+        return st.lists(item, min_size=min_size, max_size=6)
+
+    def order(self, version: int) -> st.SearchStrategy[dict[str, Any]]:
+        fields = {
+            "version": st.just(version),
+            "order_id": self.order_id(),
+            "customer_id": self._IDS.map(lambda suffix: f"c-{suffix}"),
+            "total": st.decimals(min_value=Decimal("0"), max_value=Decimal("99999999.99"), places=2).map(float),
+            "currency": st.sampled_from(["EUR", "USD", "GBP", "JPY"]),
+        }
+        if version >= 2:
+            fields["items"] = self.items()
+        return st.fixed_dictionaries(fields)
+
+    def event(self, source: str, detail_types: tuple[str, ...], detail: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
+        return st.builds(
+            lambda detail_type, body, event_id, moment: _eventbridge_event(source, detail_type, body, id=event_id, time=moment.strftime("%Y-%m-%dT%H:%M:%SZ")),
+            st.sampled_from(detail_types),
+            detail,
+            st.uuids(version=4).map(str),
+            st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1)),
+        )
+
+    def broken_event(self, valid: st.SearchStrategy[dict[str, Any]], bad_values: dict[str, list[Any]]) -> st.SearchStrategy[str]:
+        """A valid event with one required field removed or given a value wrong for it.
+
+        ``bad_values`` maps a dotted path ("source", "detail.order_id") to values
+        that are wrong there; None is added to every list.
+        """
+
+        @st.composite
+        def build(draw: Callable[..., Any]) -> str:
+            event = json.loads(json.dumps(draw(valid)))
+            path = draw(st.sampled_from(sorted(bad_values)))
+            *parents, name = path.split(".")
+            target = event
+            for parent in parents:
+                target = target[parent]
+            if draw(st.booleans()):
+                target.pop(name, None)
+            else:
+                target[name] = draw(st.sampled_from([None, *bad_values[path]]))
+            return json.dumps(event)
+
+        return build()
+
+    def bad_body(self, valid: st.SearchStrategy[dict[str, Any]], bad_values: dict[str, list[Any]]) -> st.SearchStrategy[str]:
+        """Not JSON, any JSON, or a broken event."""
+        return OrderStrategies().not_json() | OrderStrategies().any_json() | self.broken_event(valid, bad_values)
+
+
+@pytest.fixture(scope="session")
+def eventbridge_strategies() -> EventBridgeStrategies:
+    return EventBridgeStrategies()

@@ -12,14 +12,13 @@ PROVIDED = {"boto3", "botocore", "aws_lambda_powertools", "pydantic"}
 FUNCTIONS = sorted(path.name for path in LAMBDAS_DIR.iterdir() if (path / "handler.py").is_file())
 
 
-def test_the_five_functions_are_there():
-    assert FUNCTIONS == [
-        "audit_consumer",
-        "billing_consumer",
-        "fraud_review_consumer",
-        "ledger_consumer",
-        "order_producer",
-    ]
+def test_every_function_folder_is_deployed_by_a_blueprint_and_every_deployed_function_has_one(checked, template_json):
+    deployed = set()
+    for stack in checked("sandbox").templates:
+        for resource in template_json("sandbox", stack)["Resources"].values():
+            if resource["Type"] == "AWS::Lambda::Function" and "Environment" in resource["Properties"]:
+                deployed.add(resource["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"])
+    assert sorted(deployed) == FUNCTIONS
 
 
 def imported_packages(source: Path) -> set[str]:

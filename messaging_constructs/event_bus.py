@@ -1,0 +1,255 @@
+"""EventBus: a custom EventBridge bus with a CMK, an archive, a narrow bus policy and rules whose targets all have DLQs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_eventschemas as eventschemas
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from . import _acknowledgements as ack
+from ._validation import check_duration_range, check_range, require
+from .encryption import KeyUser, allow_service, key_or_new
+from .function import HandlerFunction
+from .monitoring import eventbridge as eventbridge_monitoring
+from .profile import Profile
+from .queue import SecureQueue
+
+RuleTarget = SecureQueue | sqs.IQueue | HandlerFunction | lambda_.IFunction
+
+#: Default retry policy of every rule target: give up after 2 hours or 10
+#: attempts (EventBridge's own default is 24 hours and 185 attempts), then
+#: the event goes to the target's DLQ, which alarms.
+DEFAULT_MAX_EVENT_AGE = Duration.hours(2)
+DEFAULT_RETRY_ATTEMPTS = 10
+
+
+class EventBus(Construct):
+    """A custom EventBridge bus that is encrypted, archived and failure-aware.
+
+    - events, rules and targets encrypted with a customer-managed key;
+      events that cannot be encrypted or decrypted go to a bus DLQ;
+    - a bus policy admitting ``events:PutEvents`` only from the accounts and
+      principals named (same-account callers need only an IAM grant);
+    - an archive of every event (or of ``archive_event_pattern``), encrypted
+      with the same key, kept for the profile's retention, for replay;
+    - optional schema registry for versioned event schemas (:meth:`add_schema`);
+    - :meth:`add_rule` gives every target its own DLQ (a :class:`SecureQueue`
+      that alarms on any message) and an explicit retry policy, and alarms on
+      failed invocations and dead-lettered events.
+
+    :param event_bus_name: Default: generated from the construct path.
+    :param encryption_key: Default: a new key with rotation.
+    :param allowed_accounts: other accounts whose principals may put events. Default: none.
+    :param allowed_principals: other principals (e.g. roles) that may put events. Default: none.
+    :param archive: keep an archive. Default: True.
+    :param archive_retention: Default: the profile's (sandbox 7 days, production 365 days).
+    :param archive_event_pattern: archive only matching events. Default: every event of the bus.
+    :param schema_discovery: let EventBridge infer schemas. EventBridge does not
+        support discovery on a bus encrypted with a customer-managed key, so
+        this raises ``ValueError``; register schemas with :meth:`add_schema`.
+        Default: False.
+    :param alarm_topic: where alarms notify. Default: no action.
+    :param profile: Default: from context.
+
+    Attributes: ``bus``, ``key``, ``dead_letter_queue``, ``archive`` and
+    ``archive_retention`` (or None),
+    ``registry`` (or None), ``rule_dead_letter_queues``, ``alarms``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        event_bus_name: str | None = None,
+        encryption_key: kms.IKey | None = None,
+        allowed_accounts: Sequence[str] = (),
+        allowed_principals: Sequence[iam.IPrincipal] = (),
+        archive: bool = True,
+        archive_retention: Duration | None = None,
+        archive_event_pattern: events.EventPattern | None = None,
+        schema_discovery: bool = False,
+        alarm_topic: sns.ITopic | None = None,
+        profile: Profile | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.profile = profile or Profile.of(self)
+        require(
+            not schema_discovery,
+            "schema_discovery is not supported by EventBridge on a bus encrypted with a customer-managed key; register schemas with add_schema() instead",
+        )
+        self._alarm_topic = alarm_topic
+        self.key = key_or_new(self, encryption_key, self.profile)
+        # EventBridge may use the key for this account only. The L2s get a
+        # reference to the key instead of the key itself, because each would
+        # add its own statement: one naming the bus (a dependency cycle when
+        # the bus's DLQ shares the key) and one with no condition at all.
+        allow_service(self.key, KeyUser.EVENTBRIDGE)
+        key_reference = kms.Key.from_key_arn(self, "KeyReference", self.key.key_arn)
+        self.dead_letter_queue = SecureQueue(
+            self, "DeadLetterQueue", dead_letter_queue=False, encryption_key=self.key, alarm_topic=alarm_topic, profile=self.profile
+        )
+        ack.eventbridge_dead_letter_queue(self.dead_letter_queue.queue)
+        self.bus = events.EventBus(
+            self,
+            "Resource",
+            event_bus_name=event_bus_name,
+            kms_key=key_reference,
+            dead_letter_queue=self.dead_letter_queue.queue,
+            description="Messaging blueprints event bus",
+        )
+        # Events the bus cannot encrypt or decrypt go to its DLQ.
+        self.dead_letter_queue.queue.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["sqs:SendMessage"],
+                resources=[self.dead_letter_queue.queue.queue_arn],
+                conditions={"ArnEquals": {"aws:SourceArn": self.bus.event_bus_arn}},
+            )
+        )
+        for index, account in enumerate(allowed_accounts):
+            self._allow(f"AllowAccount{index}", iam.AccountPrincipal(account))
+        for index, principal in enumerate(allowed_principals):
+            self._allow(f"AllowPrincipal{index}", principal)
+
+        self.archive: events.Archive | None = None
+        self.archive_retention: Duration | None = None
+        if archive:
+            retention = archive_retention or (Duration.days(365) if self.profile.is_production else Duration.days(7))
+            check_duration_range("archive retention", retention, Duration.days(1), Duration.days(3650))
+            self.archive = events.Archive(
+                self,
+                "Archive",
+                source_event_bus=self.bus,
+                event_pattern=archive_event_pattern or events.EventPattern(account=[self.bus.stack.account]),
+                retention=retention,
+                kms_key=key_reference,
+                description="Every event of the bus, for replay",
+            )
+            self.archive_retention = retention
+        self.registry: eventschemas.CfnRegistry | None = None
+        self.rule_dead_letter_queues: list[SecureQueue] = []
+        self.alarms: list[cloudwatch.Alarm] = list(self.dead_letter_queue.alarms)
+
+    def _allow(self, sid: str, principal: iam.IPrincipal) -> None:
+        self.bus.add_to_resource_policy(iam.PolicyStatement(sid=sid, principals=[principal], actions=["events:PutEvents"], resources=[self.bus.event_bus_arn]))
+
+    def add_rule(
+        self,
+        construct_id: str,
+        *,
+        event_pattern: events.EventPattern,
+        target: RuleTarget,
+        description: str | None = None,
+        max_event_age: Duration = DEFAULT_MAX_EVENT_AGE,
+        retry_attempts: int = DEFAULT_RETRY_ATTEMPTS,
+        message_group_id: str | None = None,
+    ) -> events.Rule:
+        """A rule on this bus with one target, its DLQ, its retry policy and its alarms.
+
+        :param event_pattern: what the rule matches (EventBridge content filtering:
+            prefix, numeric, anything-but, exists, ...). Required.
+        :param target: a queue (``SecureQueue`` or ``sqs.IQueue``) or a function
+            (``HandlerFunction`` or ``lambda_.IFunction``). Required.
+        :param max_event_age: 1 minute to 24 hours. Default: 2 hours.
+        :param retry_attempts: 0 to 185. Default: 10.
+        :param message_group_id: required for a FIFO queue target. Default: none.
+        """
+        check_duration_range("max_event_age", max_event_age, Duration.minutes(1), Duration.hours(24))
+        check_range("retry_attempts", retry_attempts, 0, 185)
+        dead_letter = SecureQueue(
+            self,
+            f"{construct_id}DeadLetterQueue",
+            dead_letter_queue=False,
+            encryption_key=self.key,
+            alarm_topic=self._alarm_topic,
+            profile=self.profile,
+        )
+        ack.eventbridge_dead_letter_queue(dead_letter.queue)
+        self.rule_dead_letter_queues.append(dead_letter)
+        options = dict(dead_letter_queue=dead_letter.queue, max_event_age=max_event_age, retry_attempts=retry_attempts)
+        queue: sqs.IQueue | None = None
+        if isinstance(target, (SecureQueue, sqs.IQueue)):
+            queue = target.queue if isinstance(target, SecureQueue) else target
+            fifo = target.fifo if isinstance(target, SecureQueue) else bool(queue.fifo)
+            require(not fifo or message_group_id is not None, "a FIFO queue target needs a message_group_id")
+            if queue.encryption_master_key is not None:
+                allow_service(queue.encryption_master_key, KeyUser.EVENTBRIDGE)
+            # A view of the queue without its key: the L2 target would grant
+            # EventBridge the key with no condition. The queue policy is added below.
+            view = sqs.Queue.from_queue_attributes(self, f"{construct_id}Target", queue_arn=queue.queue_arn, queue_url=queue.queue_url, fifo=fifo)
+            rule_target: events.IRuleTarget = targets.SqsQueue(view, message_group_id=message_group_id, **options)
+        else:
+            function = target.function if isinstance(target, HandlerFunction) else target
+            rule_target = targets.LambdaFunction(function, **options)
+        rule = events.Rule(
+            self,
+            construct_id,
+            event_bus=self.bus,
+            event_pattern=event_pattern,
+            description=description,
+            targets=[rule_target],
+        )
+        if queue is not None:
+            queue.add_to_resource_policy(
+                iam.PolicyStatement(
+                    principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                    actions=["sqs:SendMessage"],
+                    resources=[queue.queue_arn],
+                    conditions={"ArnEquals": {"aws:SourceArn": rule.rule_arn}},
+                )
+            )
+        alarms = eventbridge_monitoring.rule_alarms(rule, rule.rule_name, self._alarm_topic)
+        self.alarms.extend(alarms + dead_letter.alarms)
+        return rule
+
+    def add_schema(self, schema_name: str, content: str, *, description: str | None = None) -> eventschemas.CfnSchema:
+        """Register a JSON Schema (draft 4) for one event type and version in the bus's registry."""
+        if self.registry is None:
+            self.registry = eventschemas.CfnRegistry(self, "Registry", description="Event schemas of the bus, one per type and version")
+        schema = eventschemas.CfnSchema(
+            self,
+            "Schema" + "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", schema_name)),
+            registry_name=self.registry.attr_registry_name,
+            type="JSONSchemaDraft4",
+            content=content,
+            schema_name=schema_name,
+            description=description,
+        )
+        return schema
+
+    def grant_put_events(self, grantee: iam.IGrantable, *, sources: Sequence[str] = ()) -> iam.Grant:
+        """events:PutEvents on this bus, for events of ``sources`` only when given.
+
+        Callers need no key permission: EventBridge encrypts with its own access to the key.
+
+        :param sources: the ``source`` values the grantee may publish (condition
+            ``events:source``). Default: any source.
+        """
+        return iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["events:PutEvents"],
+            resource_arns=[self.bus.event_bus_arn],
+            conditions={"StringEquals": {"events:source": list(sources)}} if sources else None,
+        )
+
+    def metric_rule(self, rule: events.IRule, metric_name: str, **options) -> cloudwatch.Metric:
+        """A rule metric such as ``MatchedEvents``, ``FailedInvocations``, ``InvocationsSentToDlq``. Default: sum over 5 minutes."""
+        return eventbridge_monitoring.rule_metric(rule.rule_name, metric_name, **options)
+
+    def dashboard_widgets(self, title: str, rules: Sequence[events.IRule]) -> list[cloudwatch.IWidget]:
+        widgets: list[cloudwatch.IWidget] = []
+        for rule in rules:
+            widgets += eventbridge_monitoring.rule_widgets(f"{title} {rule.node.id}", rule.rule_name)
+        return widgets

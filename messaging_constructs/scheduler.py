@@ -1,0 +1,162 @@
+"""ScheduleGroup: EventBridge Scheduler schedules, encrypted, each with a DLQ and a retry policy."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_scheduler_targets as scheduler_targets
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from . import _acknowledgements as ack
+from ._iam import ManagedPolicyRole
+from ._validation import check_duration_range, check_range, require
+from .encryption import KeyUser, allow_service, key_or_new
+from .event_bus import EventBus
+from .monitoring import eventbridge as eventbridge_monitoring
+from .profile import Profile
+from .queue import SecureQueue
+
+#: Default retry policy of a schedule's target: 1 hour, 5 attempts.
+DEFAULT_MAX_EVENT_AGE = Duration.hours(1)
+DEFAULT_RETRY_ATTEMPTS = 5
+
+
+class ScheduleGroup(Construct):
+    """A schedule group whose schedules put events on a bus or messages on a queue.
+
+    Every schedule is encrypted with the CMK, has an explicit retry policy and
+    sends what its target refuses to the group's dead-letter queue (a
+    :class:`SecureQueue` that alarms on any message). Schedules run as one
+    role per group whose customer-managed policy names exactly the buses and
+    queues the group's schedules target. Alarms on target errors and dropped
+    invocations.
+
+    Expressions: ``scheduler.ScheduleExpression.rate(...)``, ``.cron(...)`` or
+    ``.at(datetime)`` for a one-time schedule.
+
+    :param schedule_group_name: Default: generated.
+    :param encryption_key: Default: a new key with rotation.
+    :param alarm_topic: Default: no action.
+    :param profile: decides the removal policy. Default: from context.
+
+    Attributes: ``group``, ``key``, ``role``, ``dead_letter_queue``, ``schedules``, ``alarms``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        schedule_group_name: str | None = None,
+        encryption_key: kms.IKey | None = None,
+        alarm_topic: sns.ITopic | None = None,
+        profile: Profile | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.profile = profile or Profile.of(self)
+        self.key = key_or_new(self, encryption_key, self.profile)
+        allow_service(self.key, KeyUser.SCHEDULER)
+        self.group = scheduler.ScheduleGroup(self, "Resource", schedule_group_name=schedule_group_name, removal_policy=self.profile.removal_policy)
+        self.role = ManagedPolicyRole(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": self.group.stack.account}}),
+            description="Runs the schedules of one group",
+        )
+        self.dead_letter_queue = SecureQueue(
+            self, "DeadLetterQueue", dead_letter_queue=False, encryption_key=self.key, alarm_topic=alarm_topic, profile=self.profile
+        )
+        ack.eventbridge_dead_letter_queue(self.dead_letter_queue.queue)
+        self._grant_send(self.dead_letter_queue)
+        self.schedules: list[scheduler.Schedule] = []
+        self.alarms: list[cloudwatch.Alarm] = eventbridge_monitoring.schedule_group_alarms(self, self.group.schedule_group_name, alarm_topic) + list(
+            self.dead_letter_queue.alarms
+        )
+
+    def _grant_send(self, queue: SecureQueue) -> None:
+        """sqs:SendMessage and the exact key actions, instead of the L2 grant's wildcards."""
+        iam.Grant.add_to_principal(grantee=self.role, actions=["sqs:SendMessage"], resource_arns=[queue.queue.queue_arn])
+        queue.key.grant(self.role, "kms:GenerateDataKey", "kms:Decrypt")
+
+    def _options(self, max_event_age: Duration, retry_attempts: int) -> dict[str, Any]:
+        check_duration_range("max_event_age", max_event_age, Duration.minutes(1), Duration.hours(24))
+        check_range("retry_attempts", retry_attempts, 0, 185)
+        return dict(dead_letter_queue=self.dead_letter_queue.queue, max_event_age=max_event_age, retry_attempts=retry_attempts, role=self.role)
+
+    def _schedule(
+        self, construct_id: str, expression: scheduler.ScheduleExpression, target: scheduler.IScheduleTarget, description: str | None
+    ) -> scheduler.Schedule:
+        schedule = scheduler.Schedule(
+            self,
+            construct_id,
+            schedule=expression,
+            target=target,
+            schedule_group=self.group,
+            key=self.key,
+            description=description,
+        )
+        self.schedules.append(schedule)
+        return schedule
+
+    def put_event(
+        self,
+        construct_id: str,
+        *,
+        schedule: scheduler.ScheduleExpression,
+        bus: EventBus,
+        source: str,
+        detail_type: str,
+        detail: Mapping[str, Any],
+        description: str | None = None,
+        max_event_age: Duration = DEFAULT_MAX_EVENT_AGE,
+        retry_attempts: int = DEFAULT_RETRY_ATTEMPTS,
+    ) -> scheduler.Schedule:
+        """A schedule that puts one event (``source``, ``detail_type``, ``detail``) on ``bus``.
+
+        :param max_event_age: 1 minute to 24 hours. Default: 1 hour.
+        :param retry_attempts: 0 to 185. Default: 5.
+        """
+        require(not source.startswith("aws."), f"source must not start with 'aws.' (reserved for AWS services), got {source!r}")
+        target = scheduler_targets.EventBridgePutEvents(
+            scheduler_targets.EventBridgePutEventsEntry(
+                event_bus=bus.bus,
+                source=source,
+                detail_type=detail_type,
+                detail=scheduler.ScheduleTargetInput.from_object(dict(detail)),
+            ),
+            **self._options(max_event_age, retry_attempts),
+        )
+        return self._schedule(construct_id, schedule, target, description)
+
+    def send_message(
+        self,
+        construct_id: str,
+        *,
+        schedule: scheduler.ScheduleExpression,
+        queue: SecureQueue,
+        message: Mapping[str, Any],
+        message_group_id: str | None = None,
+        description: str | None = None,
+        max_event_age: Duration = DEFAULT_MAX_EVENT_AGE,
+        retry_attempts: int = DEFAULT_RETRY_ATTEMPTS,
+    ) -> scheduler.Schedule:
+        """A schedule that sends ``message`` (as JSON) to ``queue``; a FIFO queue needs ``message_group_id``."""
+        require(not queue.fifo or message_group_id is not None, "a FIFO queue target needs a message_group_id")
+        self._grant_send(queue)
+        # A view without the key, so the L2 target adds no wildcard key grant of its own.
+        view = sqs.Queue.from_queue_attributes(self, f"{construct_id}Target", queue_arn=queue.queue.queue_arn, queue_url=queue.queue.queue_url, fifo=queue.fifo)
+        target = scheduler_targets.SqsSendMessage(
+            view,
+            input=scheduler.ScheduleTargetInput.from_object(dict(message)),
+            message_group_id=message_group_id,
+            **self._options(max_event_age, retry_attempts),
+        )
+        return self._schedule(construct_id, schedule, target, description)
