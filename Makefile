@@ -41,6 +41,8 @@ bench: setup
 	$(PY) benchmarks/synth_time.py
 	$(PY) benchmarks/handler_throughput.py
 	$(PY) benchmarks/producer_api_calls.py
+	$(PY) benchmarks/eventbridge_api_calls.py
+	$(PY) benchmarks/eventbridge_consumer_cpu.py
 
 deploy: setup
 	$(CDK) deploy $(STACK) -c profile=$(PROFILE)
