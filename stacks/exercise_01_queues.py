@@ -7,24 +7,12 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from messaging_constructs import (
-    AlarmTopic,
-    EncryptionKey,
-    HandlerFunction,
-    IdempotencyTable,
-    KeyUser,
-    MonitoringDashboard,
-    PrivateNetwork,
-    Profile,
-    SecureQueue,
-    SecureTopic,
-)
+from messaging_constructs import IdempotencyTable, Profile, SecureTopic
 
-from ._paths import lambda_code
+from ._blueprint import Blueprint
 
 #: Orders at or above this total go to fraud review (a filter on the message body).
 FRAUD_REVIEW_THRESHOLD = 500
-CONSUMER_TIMEOUT = Duration.seconds(30)
 
 
 class Exercise01QueuesStack(Stack):
@@ -42,42 +30,8 @@ class Exercise01QueuesStack(Stack):
 
     def __init__(self, scope: Construct, construct_id: str, *, profile: Profile | None = None, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        profile = profile or Profile.of(self)
-        key = EncryptionKey(self, "Key", users=[KeyUser.LOGS], alias=f"alias/{construct_id.lower()}", profile=profile).key
-        alarms = AlarmTopic(self, "Alarms", encryption_key=key).topic
-        dashboard = MonitoringDashboard(self, "Dashboard")
-        network = (
-            PrivateNetwork(
-                self,
-                "Network",
-                encryption_key=key,
-                profile=profile,
-                interface_endpoints=[ec2.InterfaceVpcEndpointAwsService.SNS, ec2.InterfaceVpcEndpointAwsService.XRAY],
-                gateway_endpoints=[ec2.GatewayVpcEndpointAwsService.DYNAMODB],
-            )
-            if profile.functions_in_vpc
-            else None
-        )
-        common = dict(encryption_key=key, alarm_topic=alarms, profile=profile)
-
-        def function(construct_id: str, code: str, **options) -> HandlerFunction:
-            fn = HandlerFunction(
-                self,
-                construct_id,
-                code_path=lambda_code(code),
-                service_name=code,
-                timeout=CONSUMER_TIMEOUT,
-                network=network,
-                **common,
-                **options,
-            )
-            dashboard.add_section(f"{construct_id} function", fn.dashboard_widgets(construct_id))
-            return fn
-
-        def queue(construct_id: str, **options) -> SecureQueue:
-            q = SecureQueue(self, construct_id, consumer_timeout=CONSUMER_TIMEOUT, **common, **options)
-            dashboard.add_section(f"{construct_id} queue", q.dashboard_widgets(construct_id))
-            return q
+        blueprint = Blueprint.create(self, profile or Profile.of(self), interface_endpoints=[ec2.InterfaceVpcEndpointAwsService.SNS])
+        common, dashboard, function, queue = blueprint.common, blueprint.dashboard, blueprint.function, blueprint.queue
 
         orders = SecureTopic(self, "Orders", **common)
         orders_fifo = SecureTopic(self, "OrdersFifo", fifo=True, high_throughput=True, **common)
@@ -119,7 +73,7 @@ class Exercise01QueuesStack(Stack):
         function("LedgerConsumer", "ledger_consumer").add_sqs_source(ledger, max_concurrency=2)
 
         CfnOutput(self, "ProducerFunctionName", value=producer.function.function_name)
-        CfnOutput(self, "AlarmTopicArn", value=alarms.topic_arn)
+        CfnOutput(self, "AlarmTopicArn", value=blueprint.alarms.topic_arn)
         for name, q in (("Billing", billing), ("FraudReview", fraud_review), ("Audit", audit), ("Ledger", ledger)):
             CfnOutput(self, f"{name}QueueUrl", value=q.queue.queue_url)
             CfnOutput(self, f"{name}DeadLetterQueueUrl", value=q.dead_letter_queue.queue_url)

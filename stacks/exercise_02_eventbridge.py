@@ -8,25 +8,11 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_scheduler as scheduler
 from constructs import Construct
 
-from messaging_constructs import (
-    AlarmTopic,
-    EncryptionKey,
-    EventBus,
-    EventPipe,
-    HandlerFunction,
-    IdempotencyTable,
-    KeyUser,
-    MonitoringDashboard,
-    PrivateNetwork,
-    Profile,
-    ScheduleGroup,
-    SecureQueue,
-)
+from messaging_constructs import EventBus, EventPipe, HandlerFunction, IdempotencyTable, Profile, ScheduleGroup
 
-from ._paths import lambda_code
+from ._blueprint import Blueprint
 from .exercise_02_schemas import event_schemas
 
-CONSUMER_TIMEOUT = Duration.seconds(30)
 #: Inventory reserves at most this many units of one SKU per order.
 MAX_UNITS_PER_SKU = 10
 
@@ -49,23 +35,8 @@ class Exercise02EventBridgeStack(Stack):
 
     def __init__(self, scope: Construct, construct_id: str, *, profile: Profile | None = None, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        profile = profile or Profile.of(self)
-        key = EncryptionKey(self, "Key", users=[KeyUser.LOGS], alias=f"alias/{construct_id.lower()}", profile=profile).key
-        alarms = AlarmTopic(self, "Alarms", encryption_key=key).topic
-        dashboard = MonitoringDashboard(self, "Dashboard")
-        network = (
-            PrivateNetwork(
-                self,
-                "Network",
-                encryption_key=key,
-                profile=profile,
-                interface_endpoints=[ec2.InterfaceVpcEndpointAwsService.EVENTBRIDGE, ec2.InterfaceVpcEndpointAwsService.XRAY],
-                gateway_endpoints=[ec2.GatewayVpcEndpointAwsService.DYNAMODB],
-            )
-            if profile.functions_in_vpc
-            else None
-        )
-        common = dict(encryption_key=key, alarm_topic=alarms, profile=profile)
+        blueprint = Blueprint.create(self, profile or Profile.of(self), interface_endpoints=[ec2.InterfaceVpcEndpointAwsService.EVENTBRIDGE])
+        common, dashboard, queue = blueprint.common, blueprint.dashboard, blueprint.queue
 
         bus = EventBus(self, "Bus", **common)
         for name, content in event_schemas().items():
@@ -73,23 +44,7 @@ class Exercise02EventBridgeStack(Stack):
         idempotency = IdempotencyTable(self, "IdempotencyTable", **common)
 
         def function(construct_id: str, code: str, **environment: str) -> HandlerFunction:
-            fn = HandlerFunction(
-                self,
-                construct_id,
-                code_path=lambda_code(code),
-                service_name=code,
-                timeout=CONSUMER_TIMEOUT,
-                network=network,
-                environment={"BUS_NAME": bus.bus.event_bus_name, **environment},
-                **common,
-            )
-            dashboard.add_section(f"{construct_id} function", fn.dashboard_widgets(construct_id))
-            return fn
-
-        def queue(construct_id: str) -> SecureQueue:
-            q = SecureQueue(self, construct_id, consumer_timeout=CONSUMER_TIMEOUT, **common)
-            dashboard.add_section(f"{construct_id} queue", q.dashboard_widgets(construct_id))
-            return q
+            return blueprint.function(construct_id, code, environment={"BUS_NAME": bus.bus.event_bus_name, **environment})
 
         # Idempotency records outlive the archive, so a replay of any archived event is recognised.
         remember = str(int(max(Duration.days(14).to_seconds(), (bus.archive_retention or Duration.days(0)).to_seconds())))
@@ -164,6 +119,6 @@ class Exercise02EventBridgeStack(Stack):
         CfnOutput(self, "ArchiveName", value=bus.archive.archive_name if bus.archive else "-")
         CfnOutput(self, "OrdersPublisherFunctionName", value=publisher.function.function_name)
         CfnOutput(self, "WorkQueueUrl", value=work_queue.queue.queue_url)
-        CfnOutput(self, "AlarmTopicArn", value=alarms.topic_arn)
+        CfnOutput(self, "AlarmTopicArn", value=blueprint.alarms.topic_arn)
         for name, q in (("Inventory", inventory_queue), ("Notifications", notifications_queue)):
             CfnOutput(self, f"{name}DeadLetterQueueUrl", value=q.dead_letter_queue.queue_url)
