@@ -32,9 +32,10 @@ class KeyUser(enum.Enum):
 
 
 _SERVICE_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey*"]
-# What EventBridge documents for buses, archives, pipes and schedules (it
-# describes the key to check it is symmetric).
-_EVENTBRIDGE_ACTIONS = ["kms:DescribeKey", "kms:GenerateDataKey", "kms:Decrypt"]
+# What EventBridge documents for buses, archives (which re-encrypt), pipes and
+# schedules; kms:DescribeKey, which it calls to check the key is symmetric,
+# gets its own statement without conditions, as AWS documents it.
+_EVENTBRIDGE_ACTIONS = ["kms:GenerateDataKey", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo"]
 _LOGS_ACTIONS = [
     "kms:Encrypt",
     "kms:Decrypt",
@@ -140,3 +141,8 @@ def allow_service(key: kms.IKey, user: KeyUser, *, source_arn: str | None = None
             conditions=conditions or None,
         )
     key.add_to_resource_policy(statement, allow_no_op=True)
+    if user in (KeyUser.EVENTBRIDGE, KeyUser.SCHEDULER, KeyUser.PIPES):
+        key.add_to_resource_policy(
+            iam.PolicyStatement(principals=[iam.ServicePrincipal(f"{user.value}.amazonaws.com")], actions=["kms:DescribeKey"], resources=["*"]),
+            allow_no_op=True,
+        )

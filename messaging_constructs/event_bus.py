@@ -38,7 +38,9 @@ class EventBus(Construct):
     """A custom EventBridge bus that is encrypted, archived and failure-aware.
 
     - events, rules and targets encrypted with a customer-managed key;
-      events that cannot be encrypted or decrypted go to a bus DLQ;
+      events that cannot be encrypted or decrypted go to a bus DLQ, which is
+      encrypted with SQS-managed keys so that it stays writable when the CMK
+      is not;
     - a bus policy admitting ``events:PutEvents`` only from the accounts and
       principals named (same-account callers need only an IAM grant);
     - an archive of every event (or of ``archive_event_pattern``), encrypted
@@ -97,8 +99,10 @@ class EventBus(Construct):
         # the bus's DLQ shares the key) and one with no condition at all.
         allow_service(self.key, KeyUser.EVENTBRIDGE)
         key_reference = kms.Key.from_key_arn(self, "KeyReference", self.key.key_arn)
+        # The bus's DLQ receives the events the bus could not encrypt or decrypt,
+        # for example because the key is disabled: it must not depend on that key.
         self.dead_letter_queue = SecureQueue(
-            self, "DeadLetterQueue", dead_letter_queue=False, encryption_key=self.key, alarm_topic=alarm_topic, profile=self.profile
+            self, "DeadLetterQueue", dead_letter_queue=False, sqs_managed_encryption=True, alarm_topic=alarm_topic, profile=self.profile
         )
         ack.eventbridge_dead_letter_queue(self.dead_letter_queue.queue)
         self.bus = events.EventBus(

@@ -67,9 +67,10 @@ class EventPipe(Construct):
     :param event_source: ``source`` of the events put on a bus target. Default: ``blueprints.pipe``.
     :param detail_type: ``detail-type`` of the events put on a bus target. Default: the pipe's construct id.
     :param message_group_id: for a FIFO queue target. Default: none.
-    :param input_template: reshape what reaches the target, e.g. ``"<$.body>"``
-        to put an SQS message's JSON body on a bus as the event detail. Default:
-        the source record as it is.
+    :param input_template: reshape what reaches the target, e.g.
+        ``'{"sku": "<$.body.sku>", "quantity": <$.body.quantity>}'`` to put
+        fields of an SQS message's JSON body on a bus as the event detail (a
+        bare ``"<$.body>"`` loses the body's quotes). Default: the source record as it is.
     :param maximum_retry_attempts: stream sources, 0 to 185. Default: 3.
     :param maximum_record_age: stream sources, 1 minute to 7 days. Default: 1 hour.
     :param log_level: ``ERROR``, ``INFO`` or ``TRACE``. Default: ``ERROR``.
@@ -190,7 +191,7 @@ class EventPipe(Construct):
 
     def _target(self, target: PipeTarget, event_source: str, detail_type: str, message_group_id: str | None):
         if isinstance(target, EventBus):
-            target.grant_put_events(self.role)
+            target.grant_put_events(self.role, sources=[event_source])
             return target.bus.event_bus_arn, pipes.CfnPipe.PipeTargetParametersProperty(
                 event_bridge_event_bus_parameters=pipes.CfnPipe.PipeTargetEventBridgeEventBusParametersProperty(source=event_source, detail_type=detail_type)
             )

@@ -38,6 +38,10 @@ class SecureQueue(Construct):
     :param high_throughput: FIFO only: deduplicate and limit throughput per
         message group (high-throughput mode). Default: False.
     :param encryption_key: the CMK for the queue and its DLQ. Default: a new key with rotation.
+    :param sqs_managed_encryption: encrypt with SQS-managed keys instead of a
+        CMK. Only for a dead-letter destination that must stay writable when
+        the CMK is disabled or its policy is wrong, such as the DLQ of an
+        encrypted EventBridge bus. Default: False.
     :param visibility_timeout: Default: 6 times ``consumer_timeout`` when that
         is given, else 30 seconds.
     :param consumer_timeout: the timeout of the function (or worker) that
@@ -65,6 +69,7 @@ class SecureQueue(Construct):
         content_based_deduplication: bool = False,
         high_throughput: bool = False,
         encryption_key: kms.IKey | None = None,
+        sqs_managed_encryption: bool = False,
         visibility_timeout: Duration | None = None,
         consumer_timeout: Duration | None = None,
         retention_period: Duration | None = None,
@@ -97,14 +102,15 @@ class SecureQueue(Construct):
             check_duration_range("retention period", retention_period, Duration.minutes(1), MAX_RETENTION)
         age_alarm_threshold = age_alarm_threshold or Duration.minutes(15)
 
-        self.key: kms.IKey = key_or_new(self, encryption_key, self.profile)
+        require(not (sqs_managed_encryption and encryption_key is not None), "sqs_managed_encryption and encryption_key exclude each other")
+        self.key: kms.IKey | None = None if sqs_managed_encryption else key_or_new(self, encryption_key, self.profile)
         self.fifo = fifo
         self.visibility_timeout = visibility_timeout
         self.dead_letter_queue: sqs.Queue | None = None
         self.alarms: list[cloudwatch.Alarm] = []
 
         common = dict(
-            encryption=sqs.QueueEncryption.KMS,
+            encryption=sqs.QueueEncryption.SQS_MANAGED if sqs_managed_encryption else sqs.QueueEncryption.KMS,
             encryption_master_key=self.key,
             enforce_ssl=True,
             fifo=fifo or None,
@@ -182,6 +188,8 @@ class SecureQueue(Construct):
             resource_arns=[self.dead_letter_queue.queue_arn],
         )
         grant = grant.combine(iam.Grant.add_to_principal(grantee=grantee, actions=["sqs:SendMessage"], resource_arns=[self.queue.queue_arn]))
+        if self.key is None:
+            return grant
         return grant.combine(self.key.grant(grantee, "kms:Decrypt", "kms:GenerateDataKey*"))
 
     # --- metrics -----------------------------------------------------------

@@ -84,7 +84,8 @@ class ScheduleGroup(Construct):
     def _grant_send(self, queue: SecureQueue) -> None:
         """sqs:SendMessage and the exact key actions, instead of the L2 grant's wildcards."""
         iam.Grant.add_to_principal(grantee=self.role, actions=["sqs:SendMessage"], resource_arns=[queue.queue.queue_arn])
-        queue.key.grant(self.role, "kms:GenerateDataKey", "kms:Decrypt")
+        if queue.key is not None:
+            queue.key.grant(self.role, "kms:GenerateDataKey", "kms:Decrypt")
 
     def _options(self, max_event_age: Duration, retry_attempts: int) -> dict[str, Any]:
         check_duration_range("max_event_age", max_event_age, Duration.minutes(1), Duration.hours(24))
@@ -103,6 +104,8 @@ class ScheduleGroup(Construct):
             key=self.key,
             description=description,
         )
+        # The schedule names its group by a plain string: make the order explicit.
+        schedule.node.add_dependency(self.group)
         self.schedules.append(schedule)
         return schedule
 

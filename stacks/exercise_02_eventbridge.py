@@ -13,6 +13,10 @@ from messaging_constructs import EventBus, EventPipe, HandlerFunction, Idempoten
 from ._blueprint import Blueprint
 from .exercise_02_schemas import event_schemas
 
+#: The detail of a RestockRequested event, from the work message's JSON body.
+RESTOCK_DETAIL_TEMPLATE = (
+    '{"version": <$.body.version>, "kind": "<$.body.kind>", "request_id": "<$.body.request_id>", "sku": "<$.body.sku>", "quantity": <$.body.quantity>}'
+)
 #: Inventory reserves at most this many units of one SKU per order.
 MAX_UNITS_PER_SKU = 10
 
@@ -109,7 +113,8 @@ class Exercise02EventBridgeStack(Stack):
             source=work_queue,
             target=bus,
             filter_patterns=[{"body": {"kind": ["restock"]}}],
-            input_template="<$.body>",
+            # The body's fields, not "<$.body>": a JSON body in that form loses its quotes.
+            input_template=RESTOCK_DETAIL_TEMPLATE,
             event_source="blueprints.warehouse",
             detail_type="RestockRequested",
             **common,

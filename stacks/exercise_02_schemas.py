@@ -61,7 +61,12 @@ def event_schemas() -> dict[str, str]:
     schemas["blueprints.warehouse@RestockRequested.v1"] = _schema(
         "RestockRequested",
         1,
-        {"kind": {"type": "string", "enum": ["restock"]}, "sku": {"type": "string"}, "quantity": {"type": "integer", "minimum": 1}},
-        ["kind", "sku", "quantity"],
+        {
+            "kind": {"type": "string", "enum": ["restock"]},
+            "request_id": {"type": "string", "minLength": 1},
+            "sku": {"type": "string"},
+            "quantity": {"type": "integer", "minimum": 1},
+        },
+        ["kind", "request_id", "sku", "quantity"],
     )
     return schemas

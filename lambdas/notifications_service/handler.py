@@ -29,10 +29,9 @@ each notification is keyed on the business event: source, detail-type and
 - the order id, for order and stock events;
 - the report and the UTC day of the event's ``time``, for the daily report
   (one report per day, however often the schedule fires that day);
-- the SKU, the quantity and the event's ``time``, for a restock request: the
-  work message carries no id of its own, so a replay or a redelivery of the
-  same event is recognised, while two equal requests put on the bus at
-  different times are two notifications.
+- the request id the work message carries, for a restock request: the
+  pipe puts the message on the bus with a new event ``id`` and ``time`` each
+  time it delivers it, so only the request's own id recognises a retry.
 
 Environment:
     IDEMPOTENCY_TABLE_NAME              idempotency table (required)
@@ -148,6 +147,7 @@ class DailyReportV1(_Detail):
 class RestockV1(_Detail):
     version: Literal[1]
     kind: Literal["restock"]
+    request_id: Annotated[str, Field(min_length=1, max_length=128)]
     sku: Sku
     quantity: Quantity
 
@@ -226,10 +226,10 @@ class RestockRequested(_KnownEvent):
     detail: RestockV1
 
     def business_key(self) -> str:
-        return f"{self.detail.sku}/{self.detail.quantity}/{_utc(self.time).isoformat()}"
+        return self.detail.request_id
 
     def payload(self) -> dict[str, Any]:
-        return {"sku": self.detail.sku, "quantity": self.detail.quantity, "requested_at": _utc(self.time).isoformat()}
+        return {"request_id": self.detail.request_id, "sku": self.detail.sku, "quantity": self.detail.quantity}
 
 
 KNOWN_EVENTS: dict[str, type[_KnownEvent]] = {

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from datetime import datetime, timedelta, timezone
 
 import boto3
@@ -37,6 +38,8 @@ def endpoint(handler_env):
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    # moto's state is per process, shared by every server it starts: begin empty.
+    urllib.request.urlopen(urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST")).close()
     handler_env.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
     yield
     server.stop()

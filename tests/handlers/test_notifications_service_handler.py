@@ -44,7 +44,7 @@ KNOWN = {
     "RestockRequested": (
         "blueprints.warehouse",
         "RestockRequested",
-        lambda: {"version": 1, "kind": "restock", "sku": f"SKU-r{next(_numbers)}", "quantity": 5},
+        lambda: {"version": 1, "kind": "restock", "request_id": f"r-{next(_numbers)}", "sku": f"SKU-r{next(_numbers)}", "quantity": 5},
         "restock_requested",
     ),
 }
@@ -129,13 +129,18 @@ def test_an_order_notification_says_what_was_ordered(notifications, notified, re
 
 def test_the_scheduled_and_piped_events_say_when(notifications, notified, record, lambda_context):
     daily = record("blueprints.scheduler", "DailyReportRequested", {"version": 1, "report": "daily"}, time="2025-03-14T23:30:00-02:00")
-    restock = record("blueprints.warehouse", "RestockRequested", {"version": 1, "kind": "restock", "sku": "SKU-x", "quantity": 7}, time="2025-03-14T09:00:00Z")
+    restock = record(
+        "blueprints.warehouse",
+        "RestockRequested",
+        {"version": 1, "kind": "restock", "request_id": "r-7", "sku": "SKU-x", "quantity": 7},
+        time="2025-03-14T09:00:00Z",
+    )
 
     assert handle(notifications, [daily, restock], lambda_context) == failures()
 
     assert notified == [
         ("daily_report", {"report": "daily", "day": "2025-03-15"}),
-        ("restock_requested", {"sku": "SKU-x", "quantity": 7, "requested_at": "2025-03-14T09:00:00+00:00"}),
+        ("restock_requested", {"request_id": "r-7", "sku": "SKU-x", "quantity": 7}),
     ]
 
 
@@ -211,17 +216,19 @@ def test_one_daily_report_per_day(notifications, notified, record, lambda_contex
     assert notified == [("daily_report", {"report": "daily", "day": "2031-05-01"}), ("daily_report", {"report": "daily", "day": "2031-05-02"})]
 
 
-def test_equal_restock_requests_at_different_times_are_two_notifications(notifications, notified, record, lambda_context):
-    restock = {"version": 1, "kind": "restock", "sku": "SKU-twice", "quantity": 3}
+def test_a_restock_request_redelivered_by_the_pipe_is_one_notification(notifications, notified, record, lambda_context):
+    """The pipe gives each delivery a new event time; the request id recognises the retry."""
+    first = {"version": 1, "kind": "restock", "request_id": "r-twice", "sku": "SKU-twice", "quantity": 3}
+    other = dict(first, request_id="r-other")
     batch = [
-        record("blueprints.warehouse", "RestockRequested", restock, time="2031-06-01T10:00:00Z"),
-        record("blueprints.warehouse", "RestockRequested", restock, time="2031-06-01T10:00:00Z"),
-        record("blueprints.warehouse", "RestockRequested", restock, time="2031-06-01T10:05:00Z"),
+        record("blueprints.warehouse", "RestockRequested", first, time="2031-06-01T10:00:00Z"),
+        record("blueprints.warehouse", "RestockRequested", first, time="2031-06-01T10:05:00Z"),
+        record("blueprints.warehouse", "RestockRequested", other, time="2031-06-01T10:05:00Z"),
     ]
 
     assert handle(notifications, batch, lambda_context) == failures()
 
-    assert len(notified) == 2
+    assert [payload["request_id"] for _, payload in notified] == ["r-twice", "r-other"]
 
 
 @pytest.mark.parametrize(
@@ -235,8 +242,13 @@ def test_equal_restock_requests_at_different_times_are_two_notifications(notific
         ("blueprints.orders", "DailyReportRequested", {"version": 1, "report": "daily"}, "'blueprints.orders/DailyReportRequested/v1'"),
         ("aws.scheduler", "DailyReportRequested", {"version": 1, "report": "daily"}, "'aws.scheduler/DailyReportRequested/v1'"),
         ("blueprints.scheduler", "DailyReportRequested", {"version": 1, "report": "weekly"}, "detail.report: Input should be 'daily'"),
-        ("blueprints.warehouse", "RestockRequested", {"version": 1, "kind": "cancel", "sku": "SKU-1", "quantity": 1}, "detail.kind: "),
-        ("blueprints.warehouse", "RestockRequested", {"version": 1, "kind": "restock", "sku": "SKU-1", "quantity": 0}, "detail.quantity: "),
+        ("blueprints.warehouse", "RestockRequested", {"version": 1, "kind": "cancel", "request_id": "r-1", "sku": "SKU-1", "quantity": 1}, "detail.kind: "),
+        (
+            "blueprints.warehouse",
+            "RestockRequested",
+            {"version": 1, "kind": "restock", "request_id": "r-1", "sku": "SKU-1", "quantity": 0},
+            "detail.quantity: ",
+        ),
         ("blueprints.inventory", "StockShortage", {"version": 1, "order_id": "o-1", "missing": []}, "detail.missing: "),
         ("blueprints.orders", "OrderPlaced", dict(order_detail(2), items=[]), "detail.items: "),
         ("blueprints.orders", "OrderCancelled", dict(order_detail(1), total=-1), "detail.total: "),
@@ -330,7 +342,9 @@ def test_no_record_is_lost_whatever_the_bodies(notifications, sqs_events, eventb
         "blueprints.warehouse": strategies.event(
             "blueprints.warehouse",
             ("RestockRequested",),
-            st.fixed_dictionaries({"version": st.just(1), "kind": st.just("restock"), "sku": strategies.sku(), "quantity": st.integers(1, 100)}),
+            st.fixed_dictionaries(
+                {"version": st.just(1), "kind": st.just("restock"), "request_id": st.uuids().map(str), "sku": strategies.sku(), "quantity": st.integers(1, 100)}
+            ),
         ),
     }
     valid = st.one_of(*by_source.values())

@@ -25,7 +25,7 @@ def _key_statements(stack) -> list[dict]:
     return key["Properties"]["KeyPolicy"]["Statement"]
 
 
-def test_bus_is_encrypted_with_a_rotating_cmk_and_has_a_dlq():
+def test_bus_is_encrypted_with_a_cmk_and_has_a_dlq():
     stack, bus = _bus()
     (_, resource) = only(resources(stack, "AWS::Events::EventBus"))
     key_id = stack.get_logical_id(bus.key.node.default_child)
@@ -37,10 +37,21 @@ def test_bus_is_encrypted_with_a_rotating_cmk_and_has_a_dlq():
 def test_eventbridge_may_use_the_key_for_this_account_only():
     stack, _ = _bus()
     statements = [s for s in _key_statements(stack) if s.get("Principal", {}).get("Service") == "events.amazonaws.com"]
-    assert statements, "no statement for EventBridge"
-    for statement in statements:
-        assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
-        assert not any(a.endswith("*") for a in statement["Action"])
+    data = [s for s in statements if s["Action"] != "kms:DescribeKey"]
+    assert data, "no statement for EventBridge"
+    for statement in data:
+        assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+        assert sorted(statement["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey", "kms:ReEncryptFrom", "kms:ReEncryptTo"]
+    # DescribeKey (key metadata only) stands alone without conditions, as AWS documents it.
+    assert [s for s in statements if s["Action"] == "kms:DescribeKey"] == [
+        {"Action": "kms:DescribeKey", "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Resource": "*"}
+    ]
+
+
+def test_bus_dlq_does_not_depend_on_the_bus_key():
+    stack, bus = _bus()
+    dlq = resources(stack, "AWS::SQS::Queue")[stack.get_logical_id(bus.dead_letter_queue.queue.node.default_child)]
+    assert dlq["Properties"]["SqsManagedSseEnabled"] is True and "KmsMasterKeyId" not in dlq["Properties"]
 
 
 def test_bus_dlq_admits_only_this_bus():
@@ -120,7 +131,9 @@ def test_queue_target_admits_only_its_rule_and_the_key_gets_no_unconditioned_sta
             "Resource": {"Fn::GetAtt": [stack.get_logical_id(work.queue.node.default_child), "Arn"]},
         }
     ]
-    assert all("Condition" in s for s in _key_statements(stack) if s.get("Principal", {}).get("Service") == "events.amazonaws.com")
+    assert all(
+        "Condition" in s for s in _key_statements(stack) if s.get("Principal", {}).get("Service") == "events.amazonaws.com" and s["Action"] != "kms:DescribeKey"
+    )
 
 
 def test_rule_alarms_on_failed_and_dead_lettered_invocations():
