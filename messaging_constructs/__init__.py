@@ -7,12 +7,14 @@ follows a :class:`Profile` (sandbox or production) read from CDK context.
 
 from .encryption import EncryptionKey, KeyUser, allow_service
 from .event_bus import EventBus
+from .event_store import EventStore
 from .function import POWERTOOLS_VERSION, RUNTIME, HandlerFunction, powertools_layer_parameter
 from .idempotency_table import IdempotencyTable
 from .monitoring import AlarmTopic, MonitoringDashboard
 from .network import PrivateNetwork
 from .pipe import EventPipe
 from .profile import PRODUCTION, SANDBOX, Profile
+from .projection import Projection
 from .queue import SecureQueue
 from .scheduler import ScheduleGroup
 from .topic import DELIVERY_LOGGING_PROTOCOLS, SecureTopic
@@ -23,6 +25,7 @@ __all__ = [
     "EncryptionKey",
     "EventBus",
     "EventPipe",
+    "EventStore",
     "HandlerFunction",
     "IdempotencyTable",
     "KeyUser",
@@ -31,6 +34,7 @@ __all__ = [
     "PRODUCTION",
     "PrivateNetwork",
     "Profile",
+    "Projection",
     "RUNTIME",
     "SANDBOX",
     "ScheduleGroup",

@@ -169,3 +169,18 @@ def eventbridge_dead_letter_queue(queue: IConstruct) -> None:
         "schedule or pipe; the rule recognises only DLQs named by a queue's redrive "
         "policy or a function's dead-letter config.",
     )
+
+
+# --- DynamoDB streams ----------------------------------------------------------------
+
+
+def stream_failure_destination(queue: IConstruct) -> None:
+    """The on-failure destination of a stream event source mapping is not seen as a DLQ by the rule."""
+    acknowledge(
+        queue,
+        "AwsSolutions-SQS3",
+        RULE_DEFECT,
+        "this queue is the on-failure destination of a DynamoDB stream event source "
+        "mapping; the rule recognises only DLQs named by a queue's redrive policy or a "
+        "function's dead-letter config.",
+    )

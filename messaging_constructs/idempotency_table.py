@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from aws_cdk import aws_backup as backup
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
@@ -10,7 +9,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from . import _acknowledgements as ack
+from ._tables import grant_key_for_items, secure_table
 from .encryption import key_or_new
 from .monitoring import dynamodb as dynamodb_monitoring
 from .profile import Profile
@@ -42,33 +41,20 @@ class IdempotencyTable(Construct):
         super().__init__(scope, construct_id)
         self.profile = profile or Profile.of(self)
         self.key: kms.IKey = key_or_new(self, encryption_key, self.profile)
-        self.table = dynamodb.Table(
+        self.table, self.backup_plan = secure_table(
             self,
             "Resource",
             partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
             time_to_live_attribute="expiration",
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
-            encryption_key=self.key,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True),
-            deletion_protection=self.profile.deletion_protection,
-            removal_policy=self.profile.removal_policy,
+            key=self.key,
+            profile=self.profile,
         )
-        self.backup_plan: backup.BackupPlan | None = None
-        if self.profile.backup:
-            vault = backup.BackupVault(self, "BackupVault", encryption_key=self.key, removal_policy=self.profile.removal_policy)
-            self.backup_plan = backup.BackupPlan(self, "BackupPlan", backup_vault=vault)
-            self.backup_plan.add_rule(backup.BackupPlanRule.daily())
-            selection = self.backup_plan.add_selection("Table", resources=[backup.BackupResource.from_dynamo_db_table(self.table)])
-            ack.backup_service_role(selection)
-        else:
-            ack.table_without_backup_plan(self.table)
         self.alarms: list[cloudwatch.Alarm] = dynamodb_monitoring.alarms(self, self.table, alarm_topic)
 
     def grant_idempotency(self, grantee: iam.IGrantable) -> iam.Grant:
         """What Powertools idempotency needs: dynamodb:GetItem, PutItem, UpdateItem, DeleteItem; kms:Decrypt, Encrypt, GenerateDataKey."""
         grant = self.table.grant(grantee, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
-        return grant.combine(self.key.grant(grantee, "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"))
+        return grant.combine(grant_key_for_items(self.key, grantee))
 
     def metric_throttled_requests(self) -> cloudwatch.IMetric:
         """Throttled item requests. Default: sum over 5 minutes."""

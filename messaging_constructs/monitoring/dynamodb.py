@@ -57,3 +57,20 @@ def widgets(title: str, table: dynamodb.ITable) -> list[cloudwatch.IWidget]:
         cloudwatch.GraphWidget(title=f"{title}: throttled requests", left=[throttled_requests(table)], width=12),
         cloudwatch.GraphWidget(title=f"{title}: system errors", left=[system_errors(table)], width=12),
     ]
+
+
+def conditional_check_failures(table: dynamodb.ITable, **options) -> cloudwatch.Metric:
+    """ConditionalCheckFailedRequests: for an event store, the optimistic-concurrency conflicts. Default: sum over 5 minutes."""
+    return table.metric_conditional_check_failed_requests(**{"statistic": "Sum", "period": PERIOD, **options})
+
+
+def conflict_alarm(scope: Construct, table: dynamodb.ITable, threshold: int, alarm_topic: sns.ITopic | None) -> cloudwatch.Alarm:
+    """Alarm when writers lose the version race ``threshold`` times or more in 5 minutes."""
+    return make_alarm(
+        scope,
+        "ConflictsAlarm",
+        metric=conditional_check_failures(table),
+        threshold=threshold,
+        alarm_topic=alarm_topic,
+        description=f"Table {table.node.path}: {threshold}+ conditional writes failed in 5 minutes; writers contend for the same aggregates.",
+    )

@@ -58,3 +58,21 @@ def widgets(title: str, function: lambda_.IFunction) -> list[cloudwatch.IWidget]
             width=12,
         ),
     ]
+
+
+def iterator_age(function: lambda_.IFunction, **options) -> cloudwatch.Metric:
+    """IteratorAge of a stream consumer. Default: maximum over 1 minute."""
+    return function.metric("IteratorAge", **{"statistic": "Maximum", "period": Duration.minutes(1), "unit": cloudwatch.Unit.MILLISECONDS, **options})
+
+
+def iterator_age_alarm(scope: Construct, function: lambda_.IFunction, threshold: Duration, alarm_topic: sns.ITopic | None) -> cloudwatch.Alarm:
+    """Alarm when the stream consumer falls ``threshold`` or more behind."""
+    return make_alarm(
+        scope,
+        "IteratorAgeAlarm",
+        metric=iterator_age(function),
+        threshold=threshold.to_milliseconds(),
+        evaluation_periods=3,
+        alarm_topic=alarm_topic,
+        description=f"Stream consumer {function.node.path} is {threshold.to_seconds():g} s or more behind the stream.",
+    )
