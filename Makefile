@@ -43,6 +43,7 @@ bench: setup
 	$(PY) benchmarks/producer_api_calls.py
 	$(PY) benchmarks/eventbridge_api_calls.py
 	$(PY) benchmarks/eventbridge_consumer_cpu.py
+	$(PY) benchmarks/event_store_commands.py
 
 deploy: setup
 	$(CDK) deploy $(STACK) -c profile=$(PROFILE)

@@ -47,3 +47,26 @@ def load_handler(function: str, name: str) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def load_function(function: str, name: str, module: str = "handler") -> ModuleType:
+    """Import ``lambdas/<function>/<module>.py`` as ``name`` with its folder importable, as Lambda's task root is.
+
+    For function folders split into several modules; the folder's own modules
+    are imported afresh and taken out of ``sys.modules`` again afterwards.
+    """
+    folder = ROOT / "lambdas" / function
+    siblings = {path.stem for path in folder.glob("*.py")}
+    hidden = {sibling: sys.modules.pop(sibling) for sibling in siblings if sibling in sys.modules}
+    spec = importlib.util.spec_from_file_location(name, folder / f"{module}.py")
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[name] = loaded
+    sys.path.insert(0, str(folder))
+    try:
+        spec.loader.exec_module(loaded)
+    finally:
+        sys.path.remove(str(folder))
+        for sibling in siblings:
+            sys.modules.pop(sibling, None)
+        sys.modules.update(hidden)
+    return loaded

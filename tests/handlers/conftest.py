@@ -513,3 +513,175 @@ class EventBridgeStrategies:
 @pytest.fixture(scope="session")
 def eventbridge_strategies() -> EventBridgeStrategies:
     return EventBridgeStrategies()
+
+
+# --- Exercise 04: event store, read model, stream records ---------------------
+#
+# The tables as the blueprint creates them, and DynamoDB stream records in the
+# shape Lambda's event source mapping delivers, read from moto's own stream.
+
+_function_module_names: list[str] = []
+
+
+def _load_function_module(function: str, module: str = "handler") -> ModuleType:
+    """Import ``lambdas/<function>/<module>.py`` afresh, with its folder importable as in Lambda.
+
+    The folder's other modules are imported anew with it and taken out of
+    ``sys.modules`` again afterwards, so two loads never share them and no
+    folder's modules leak into another's.
+    """
+    folder = LAMBDAS_DIR / function
+    siblings = {path.stem for path in folder.glob("*.py")}
+    hidden = {name: sys.modules.pop(name) for name in siblings if name in sys.modules}
+    name = f"{module}_under_test_{function}_{next(_module_numbers)}"
+    spec = importlib.util.spec_from_file_location(name, folder / f"{module}.py")
+    assert spec is not None and spec.loader is not None, folder / f"{module}.py"
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[name] = loaded
+    _function_module_names.append(name)
+    sys.path.insert(0, str(folder))
+    try:
+        spec.loader.exec_module(loaded)
+    finally:
+        sys.path.remove(str(folder))
+        for sibling in siblings:
+            sys.modules.pop(sibling, None)
+        sys.modules.update(hidden)
+    return loaded
+
+
+@pytest.fixture(scope="session")
+def load_function_module() -> Callable[..., ModuleType]:
+    """``load_function_module(function, module="handler")``: a folder's entry point, imported afresh with its sibling modules."""
+    yield _load_function_module
+    for name in _function_module_names:
+        sys.modules.pop(name, None)
+
+
+def _create_event_store(name: str) -> str:
+    """The event store: ``aggregate_id`` (S) and ``version`` (N), stream of new images. Returns the stream ARN."""
+    import boto3
+
+    description = boto3.client("dynamodb").create_table(
+        TableName=name,
+        AttributeDefinitions=[{"AttributeName": "aggregate_id", "AttributeType": "S"}, {"AttributeName": "version", "AttributeType": "N"}],
+        KeySchema=[{"AttributeName": "aggregate_id", "KeyType": "HASH"}, {"AttributeName": "version", "KeyType": "RANGE"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+    )["TableDescription"]
+    return description["LatestStreamArn"]
+
+
+def _create_read_model(name: str) -> None:
+    """A read model table: ``account_id`` (S)."""
+    import boto3
+
+    boto3.client("dynamodb").create_table(
+        TableName=name,
+        AttributeDefinitions=[{"AttributeName": "account_id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "account_id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+def _recreate_table(name: str, create: Callable[[str], Any]) -> Any:
+    """Drop the table if it exists and create it empty again."""
+    import boto3
+
+    dynamodb = boto3.client("dynamodb")
+    try:
+        dynamodb.delete_table(TableName=name)
+    except dynamodb.exceptions.ResourceNotFoundException:
+        pass
+    return create(name)
+
+
+@dataclass(frozen=True)
+class AccountTables:
+    create_event_store: Callable[[str], str]
+    create_read_model: Callable[[str], None]
+    recreate: Callable[[str, Callable[[str], Any]], Any]
+
+
+@pytest.fixture(scope="session")
+def account_tables() -> AccountTables:
+    """Create (or empty by recreating) the Exercise 04 tables in the moto that is active."""
+    return AccountTables(create_event_store=_create_event_store, create_read_model=_create_read_model, recreate=_recreate_table)
+
+
+class StreamRecords:
+    """DynamoDB stream records as the event source mapping passes them to a function."""
+
+    def __init__(self) -> None:
+        self._sequence = itertools.count(4_100_000_000_000_000_000_001)
+
+    @staticmethod
+    def _lambda_shape(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
+        stream_record = dict(record["dynamodb"])
+        created = stream_record.get("ApproximateCreationDateTime")
+        if isinstance(created, datetime):  # boto3 parses it; Lambda passes epoch seconds
+            stream_record["ApproximateCreationDateTime"] = int(created.timestamp())
+        return {
+            "eventID": record["eventID"],
+            "eventName": record["eventName"],
+            "eventVersion": "1.1",
+            "eventSource": "aws:dynamodb",
+            "awsRegion": record.get("awsRegion", REGION),
+            "dynamodb": stream_record,
+            "eventSourceARN": stream_arn,
+        }
+
+    def read_stream(self, stream_arn: str) -> list[dict[str, Any]]:
+        """Every record on the table's stream so far, oldest first, from moto's DynamoDB Streams."""
+        import boto3
+        from botocore.config import Config
+
+        # botocore would send a stream ARN's calls to an account endpoint moto does not serve.
+        streams = boto3.client("dynamodbstreams", config=Config(account_id_endpoint_mode="disabled"))
+        records = []
+        for shard in streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]:
+            iterator = streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+            while iterator:
+                page = streams.get_records(ShardIterator=iterator, Limit=1000)
+                if not page["Records"]:
+                    break
+                records.extend(self._lambda_shape(record, stream_arn) for record in page["Records"])
+                iterator = page.get("NextShardIterator")
+        return records
+
+    def record(
+        self,
+        event_name: str,
+        *,
+        keys: dict[str, Any],
+        new_image: dict[str, Any] | None = None,
+        stream_arn: str = f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/event-store/stream/2025-01-01T00:00:00.000",
+    ) -> dict[str, Any]:
+        """A hand-made record; ``keys`` and ``new_image`` are already in DynamoDB JSON."""
+        stream_record: dict[str, Any] = {
+            "ApproximateCreationDateTime": int(time.time()),
+            "Keys": keys,
+            "SequenceNumber": str(next(self._sequence)),
+            "SizeBytes": 100 + len(json.dumps(new_image or {})),
+            "StreamViewType": "NEW_IMAGE",
+        }
+        if new_image is not None:
+            stream_record["NewImage"] = new_image
+        return {
+            "eventID": uuid.uuid4().hex,
+            "eventName": event_name,
+            "eventVersion": "1.1",
+            "eventSource": "aws:dynamodb",
+            "awsRegion": REGION,
+            "dynamodb": stream_record,
+            "eventSourceARN": stream_arn,
+        }
+
+    @staticmethod
+    def event(records: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"Records": records}
+
+
+@pytest.fixture(scope="session")
+def stream_records() -> StreamRecords:
+    return StreamRecords()
