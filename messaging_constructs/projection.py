@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aws_cdk import Duration
@@ -31,6 +31,7 @@ NEW_EVENTS = {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"kind": {"S": [
 DEFAULT_MAX_RECORD_AGE = Duration.hours(1)
 DEFAULT_ITERATOR_AGE_THRESHOLD = Duration.minutes(1)
 REBUILD_TIMEOUT = Duration.minutes(15)
+DEFAULT_READ_MODEL_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
 
 
 class Projection(Construct):
@@ -54,6 +55,8 @@ class Projection(Construct):
     :param service_name: Powertools service name. Required.
     :param handler: Default: ``handler.lambda_handler``.
     :param read_model_key: the read model's partition key (string). Default: ``id``.
+    :param read_model_actions: what the handler (and the rebuild) may do to
+        read-model items. Default: ``dynamodb:GetItem``, ``PutItem``, ``UpdateItem``.
     :param filters: the event source mapping's filter pattern. Default: inserts of ``kind = event`` items.
     :param batch_size: 1 to 10,000. Default: 100.
     :param parallelization_factor: concurrent batches per shard, 1 to 10; records
@@ -83,6 +86,7 @@ class Projection(Construct):
         service_name: str,
         handler: str = "handler.lambda_handler",
         read_model_key: str = "id",
+        read_model_actions: Sequence[str] = DEFAULT_READ_MODEL_ACTIONS,
         filters: Mapping[str, Any] = NEW_EVENTS,
         batch_size: int = 100,
         parallelization_factor: int = 1,
@@ -107,7 +111,7 @@ class Projection(Construct):
         common = dict(encryption_key=key, alarm_topic=alarm_topic, profile=self.profile)
         self._key, self._alarm_topic, self._network = key, alarm_topic, network
         self._event_store, self._code_path, self._service_name = event_store, code_path, service_name
-        self._read_model_key = read_model_key
+        self._read_model_key, self._read_model_actions = read_model_key, tuple(read_model_actions)
         self.rebuild_table: dynamodb.Table | None = None
 
         self.read_model, _ = secure_table(
@@ -128,7 +132,7 @@ class Projection(Construct):
             network=network,
             **common,
         )
-        self.read_model.grant(self.handler, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
+        self.read_model.grant(self.handler, *read_model_actions)
         grant_key_for_items(key, self.handler)
 
         self.dead_letter_queue = SecureQueue(self, "DeadLetterQueue", dead_letter_queue=False, **common)
@@ -186,7 +190,7 @@ class Projection(Construct):
             profile=self.profile,
         )
         self._event_store.grant_scan(rebuild)
-        self.rebuild_table.grant(rebuild, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
+        self.rebuild_table.grant(rebuild, *self._read_model_actions)
         grant_key_for_items(self._key, rebuild)
         self.alarms += rebuild.alarms
         return rebuild

@@ -58,6 +58,8 @@ class Exercise04EventSourcingStack(Stack):
             code_path=lambda_code("account_projection"),
             service_name="account_projection",
             read_model_key="account_id",
+            # The projection and the rebuild only ever upsert conditionally.
+            read_model_actions=["dynamodb:UpdateItem"],
             network=blueprint.network,
             **common,
         )

@@ -53,3 +53,14 @@ def test_nothing_may_update_or_delete_events(template):
 def test_alarms_cover_conflicts_and_iterator_age(template):
     names = {a.get("MetricName") for a in _props(template, "AWS::CloudWatch::Alarm").values()}
     assert {"ConditionalCheckFailedRequests", "IteratorAge", "Errors", "ApproximateNumberOfMessagesVisible"} <= names
+
+
+def test_projection_and_rebuild_may_only_upsert_read_model_items(template):
+    read_models = [k for k, t in _props(template, "AWS::DynamoDB::Table").items() if t["KeySchema"] == [{"AttributeName": "account_id", "KeyType": "HASH"}]]
+    granted = set()
+    for policy in _props(template, "AWS::IAM::ManagedPolicy").values():
+        for statement in policy["PolicyDocument"]["Statement"]:
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            if any(r == {"Fn::GetAtt": [t, "Arn"]} for t in read_models for r in resources):
+                granted.update(statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
+    assert granted == {"dynamodb:UpdateItem"}
