@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from aws_cdk import Names
 from aws_cdk import aws_backup as backup
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
@@ -42,7 +43,10 @@ def secure_table(
     if profile.backup:
         prefix = "" if construct_id == "Resource" else construct_id
         vault = backup.BackupVault(scope, f"{prefix}BackupVault", encryption_key=key, removal_policy=profile.removal_policy)
-        plan = backup.BackupPlan(scope, f"{prefix}BackupPlan", backup_vault=vault)
+        # Plan names must be unique in the account; the default would be "BackupPlan" everywhere.
+        plan = backup.BackupPlan(
+            scope, f"{prefix}BackupPlan", backup_vault=vault, backup_plan_name=Names.unique_resource_name(table, max_length=50, separator="-")
+        )
         plan.add_rule(backup.BackupPlanRule.daily())
         selection = plan.add_selection("Table", resources=[backup.BackupResource.from_dynamo_db_table(table)])
         ack.backup_service_role(selection)

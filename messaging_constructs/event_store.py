@@ -33,8 +33,8 @@ class EventStore(Construct):
 
     :param stream_view: what the stream carries. Default: new images (what
         projections need; the store never updates items).
-    :param conflict_alarm_threshold: conditional-check failures (lost version
-        races) in 5 minutes that raise the alarm. Default: 10.
+    :param conflict_alarm_threshold: lost version races in 5 minutes that raise
+        the alarms added with :meth:`add_conflict_alarm`. Default: 10.
     :param encryption_key: Default: a new key with rotation.
     :param alarm_topic: Default: no action.
     :param profile: Default: from context.
@@ -66,9 +66,19 @@ class EventStore(Construct):
             key=self.key,
             profile=self.profile,
         )
-        self.alarms: list[cloudwatch.Alarm] = dynamodb_monitoring.alarms(self, self.table, alarm_topic) + [
-            dynamodb_monitoring.conflict_alarm(self, self.table, conflict_alarm_threshold, alarm_topic)
-        ]
+        self._alarm_topic, self._conflict_alarm_threshold = alarm_topic, conflict_alarm_threshold
+        self.alarms: list[cloudwatch.Alarm] = dynamodb_monitoring.alarms(self, self.table, alarm_topic)
+
+    def add_conflict_alarm(self, construct_id: str, metric: cloudwatch.IMetric) -> cloudwatch.Alarm:
+        """Alarm on a writer's count of lost version races (sum over 5 minutes >= ``conflict_alarm_threshold``).
+
+        DynamoDB's ConditionalCheckFailedRequests does not count conditions
+        that fail inside TransactWriteItems, so the alarm watches the metric
+        the appender emits, e.g. ``HandlerFunction.metric("ConcurrencyConflicts")``.
+        """
+        alarm = dynamodb_monitoring.conflict_alarm(self, construct_id, metric, self._conflict_alarm_threshold, self._alarm_topic)
+        self.alarms.append(alarm)
+        return alarm
 
     def grant_append(self, grantee: iam.IGrantable) -> iam.Grant:
         """Append events and snapshots: dynamodb:PutItem and ConditionCheckItem (conditional puts, alone or
@@ -87,7 +97,7 @@ class EventStore(Construct):
         return grant.combine(self.key.grant(grantee, "kms:Decrypt"))
 
     def metric_conditional_check_failed_requests(self, **options) -> cloudwatch.Metric:
-        """Lost version races. Default: sum over 5 minutes."""
+        """Failed conditions of single-item writes (transactions are not counted). Default: sum over 5 minutes."""
         return dynamodb_monitoring.conditional_check_failures(self.table, **options)
 
     def dashboard_widgets(self, title: str) -> list[cloudwatch.IWidget]:

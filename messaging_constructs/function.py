@@ -105,6 +105,7 @@ class HandlerFunction(Construct):
             reserved_concurrent_executions = self.profile.reserved_concurrency
         check_range("reserved_concurrent_executions", reserved_concurrent_executions, 0, 10000)
         self._alarm_topic = alarm_topic
+        self.service_name, self.metrics_namespace = service_name, metrics_namespace
         self.key: kms.IKey = key_or_new(self, encryption_key, self.profile)
         allow_service(self.key, KeyUser.LOGS)
         self.log_group = logs.LogGroup(
@@ -236,6 +237,15 @@ class HandlerFunction(Construct):
     @property
     def grant_principal(self) -> iam.IPrincipal:
         return self.function.grant_principal
+
+    def metric(self, metric_name: str, **options) -> cloudwatch.Metric:
+        """A metric the handler emits with Powertools (EMF): its namespace and ``service`` dimension. Default: sum over 5 minutes."""
+        return cloudwatch.Metric(
+            namespace=self.metrics_namespace,
+            metric_name=metric_name,
+            dimensions_map={"service": self.service_name},
+            **{"statistic": "Sum", "period": Duration.minutes(5), **options},
+        )
 
     def metric_errors(self, **options) -> cloudwatch.Metric:
         """Errors. Default: sum over 5 minutes."""

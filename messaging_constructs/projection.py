@@ -160,7 +160,10 @@ class Projection(Construct):
         self.alarms: list[cloudwatch.Alarm] = (
             self.handler.alarms
             + self.dead_letter_queue.alarms
-            + [lambda_monitoring.iterator_age_alarm(self, self.handler.function, iterator_age_threshold, alarm_topic)]
+            + [
+                lambda_monitoring.iterator_age_alarm(self, self.handler.function, iterator_age_threshold, alarm_topic),
+                lambda_monitoring.destination_delivery_failures_alarm(self, self.handler.function, alarm_topic),
+            ]
         )
 
     def add_rebuild(self, *, handler: str = "rebuild.lambda_handler", timeout: Duration = REBUILD_TIMEOUT) -> HandlerFunction:
@@ -169,8 +172,11 @@ class Projection(Construct):
         It runs ``handler`` from the projection's code folder, may scan the
         store (``dynamodb:Scan``) and write a second table of the read
         model's shape (``REBUILD_TABLE``, also in ``self.rebuild_table``), so a
-        rebuilt model can be compared with the live one before switching.
-        Reads the table, not the stream, so it sees every event, however old.
+        rebuilt model can be compared with the live one before switching. It
+        may also write the live read model, to repair it after the stream
+        gave up on a batch (the DLQ alarm): the handler's writes must then be
+        conditional upserts that never replace newer state. Reads the table,
+        not the stream, so it sees every event, however old.
 
         :param handler: Default: ``rebuild.lambda_handler``.
         :param timeout: Default: 15 minutes.
@@ -191,6 +197,9 @@ class Projection(Construct):
         )
         self._event_store.grant_scan(rebuild)
         self.rebuild_table.grant(rebuild, *self._read_model_actions)
+        # Rebuilding into the live read model repairs it after the stream
+        # dropped a batch: the upserts only ever replace older state.
+        self.read_model.grant(rebuild, *self._read_model_actions)
         grant_key_for_items(self._key, rebuild)
         self.alarms += rebuild.alarms
         return rebuild

@@ -50,6 +50,7 @@ class Exercise04EventSourcingStack(Stack):
         )
         store.grant_read(commands)
         store.grant_append(commands)
+        store.add_conflict_alarm("CommandConflictsAlarm", commands.metric("ConcurrencyConflicts"))
 
         balances = Projection(
             self,

@@ -12,8 +12,10 @@ snapshot, an image that does not read as an event) is logged with the reason
 and reported as a failed item: the event store is append-only, so such a
 record means something else writes to it, and it is not skipped silently.
 Lambda retries a shard from its first failed record (the records after it
-are applied again, harmlessly) until the mapping's retry limit, then hands
-the batch to the mapping's on-failure destination.
+are applied again, harmlessly) until the mapping's retry limit, then sends a
+description of the batch (shard and sequence numbers, not the records) to the
+mapping's on-failure destination; the events stay in the store, and the
+rebuild function can re-apply them to this read model.
 
 Environment:
     READ_MODEL_TABLE    read model table (required)

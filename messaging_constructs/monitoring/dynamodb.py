@@ -11,21 +11,35 @@ from constructs import Construct
 from ._alarms import make_alarm
 
 PERIOD = Duration.minutes(5)
+#: Every data-plane operation the constructs' users make (a CloudWatch math
+#: expression may hold at most 10 metrics).
 _OPERATIONS = [
     dynamodb.Operation.GET_ITEM,
     dynamodb.Operation.PUT_ITEM,
     dynamodb.Operation.UPDATE_ITEM,
     dynamodb.Operation.DELETE_ITEM,
+    dynamodb.Operation.QUERY,
+    dynamodb.Operation.SCAN,
+    dynamodb.Operation.BATCH_WRITE_ITEM,
+    dynamodb.Operation.TRANSACT_WRITE_ITEMS,
 ]
 
 
 def throttled_requests(table: dynamodb.ITable) -> cloudwatch.IMetric:
-    """Throttled requests across item operations, sum over 5 minutes."""
-    return table.metric_throttled_requests_for_operations(operations=_OPERATIONS, period=PERIOD)
+    """Read and write throttle events of the table, whatever the operation; sum over 5 minutes."""
+    return cloudwatch.MathExpression(
+        expression="reads + writes",
+        using_metrics={
+            "reads": table.metric("ReadThrottleEvents", statistic="Sum", period=PERIOD),
+            "writes": table.metric("WriteThrottleEvents", statistic="Sum", period=PERIOD),
+        },
+        label="throttle events",
+        period=PERIOD,
+    )
 
 
 def system_errors(table: dynamodb.ITable) -> cloudwatch.IMetric:
-    """System errors across item operations, sum over 5 minutes."""
+    """System errors across the data-plane operations, sum over 5 minutes."""
     return table.metric_system_errors_for_operations(operations=_OPERATIONS, period=PERIOD)
 
 
@@ -60,17 +74,17 @@ def widgets(title: str, table: dynamodb.ITable) -> list[cloudwatch.IWidget]:
 
 
 def conditional_check_failures(table: dynamodb.ITable, **options) -> cloudwatch.Metric:
-    """ConditionalCheckFailedRequests: for an event store, the optimistic-concurrency conflicts. Default: sum over 5 minutes."""
+    """ConditionalCheckFailedRequests of single-item writes (not of transactions). Default: sum over 5 minutes."""
     return table.metric_conditional_check_failed_requests(**{"statistic": "Sum", "period": PERIOD, **options})
 
 
-def conflict_alarm(scope: Construct, table: dynamodb.ITable, threshold: int, alarm_topic: sns.ITopic | None) -> cloudwatch.Alarm:
+def conflict_alarm(scope: Construct, construct_id: str, metric: cloudwatch.IMetric, threshold: int, alarm_topic: sns.ITopic | None) -> cloudwatch.Alarm:
     """Alarm when writers lose the version race ``threshold`` times or more in 5 minutes."""
     return make_alarm(
         scope,
-        "ConflictsAlarm",
-        metric=conditional_check_failures(table),
+        construct_id,
+        metric=metric,
         threshold=threshold,
         alarm_topic=alarm_topic,
-        description=f"Table {table.node.path}: {threshold}+ conditional writes failed in 5 minutes; writers contend for the same aggregates.",
+        description=f"{scope.node.path}: {threshold}+ lost version races in 5 minutes; writers contend for the same aggregates.",
     )

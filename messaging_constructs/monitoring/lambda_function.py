@@ -76,3 +76,15 @@ def iterator_age_alarm(scope: Construct, function: lambda_.IFunction, threshold:
         alarm_topic=alarm_topic,
         description=f"Stream consumer {function.node.path} is {threshold.to_seconds():g} s or more behind the stream.",
     )
+
+
+def destination_delivery_failures_alarm(scope: Construct, function: lambda_.IFunction, alarm_topic: sns.ITopic | None) -> cloudwatch.Alarm:
+    """Alarm when Lambda could not send a failure record to the event source's on-failure destination."""
+    return make_alarm(
+        scope,
+        "DestinationDeliveryFailuresAlarm",
+        metric=function.metric("DestinationDeliveryFailures", statistic="Sum", period=PERIOD),
+        threshold=1,
+        alarm_topic=alarm_topic,
+        description=f"Function {function.node.path}: failure records could not reach the on-failure destination; check its policy and key.",
+    )

@@ -52,7 +52,7 @@ def test_nothing_may_update_or_delete_events(template):
 
 def test_alarms_cover_conflicts_and_iterator_age(template):
     names = {a.get("MetricName") for a in _props(template, "AWS::CloudWatch::Alarm").values()}
-    assert {"ConditionalCheckFailedRequests", "IteratorAge", "Errors", "ApproximateNumberOfMessagesVisible"} <= names
+    assert {"ConcurrencyConflicts", "IteratorAge", "DestinationDeliveryFailures", "Errors", "ApproximateNumberOfMessagesVisible"} <= names
 
 
 def test_projection_and_rebuild_may_only_upsert_read_model_items(template):

@@ -62,11 +62,22 @@ def test_appenders_may_only_put_conditionally_and_readers_only_read():
     assert _actions(read) == {"dynamodb:GetItem", "dynamodb:Query", "kms:Decrypt"}
 
 
-def test_store_alarms_on_throttles_errors_and_conflicts():
-    stack, _ = _store(conflict_alarm_threshold=25)
+def test_store_alarms_on_throttles_and_errors_of_every_operation_it_serves():
+    stack, _ = _store()
     alarms = [a["Properties"] for a in resources(stack, "AWS::CloudWatch::Alarm").values()]
-    conflicts = [a for a in alarms if a.get("MetricName") == "ConditionalCheckFailedRequests"]
-    assert len(alarms) == 3 and conflicts[0]["Threshold"] == 25
+    assert len(alarms) == 2
+    metrics = json.dumps([a["Metrics"] for a in alarms])
+    for name in ("ReadThrottleEvents", "WriteThrottleEvents", "TransactWriteItems", "Query", "Scan"):
+        assert name in metrics
+
+
+def test_conflict_alarm_watches_the_appenders_count_of_lost_races():
+    from aws_cdk import aws_cloudwatch as cloudwatch
+
+    stack, store = _store(conflict_alarm_threshold=25)
+    store.add_conflict_alarm("Conflicts", cloudwatch.Metric(namespace="App", metric_name="ConcurrencyConflicts", statistic="Sum"))
+    (alarm,) = [a["Properties"] for a in resources(stack, "AWS::CloudWatch::Alarm").values() if a["Properties"].get("MetricName") == "ConcurrencyConflicts"]
+    assert alarm["Threshold"] == 25 and alarm["Namespace"] == "App"
 
 
 def _projection(code: str, **props):
@@ -104,6 +115,20 @@ def test_projection_owns_its_read_model_and_may_touch_only_it(code):
         "dynamodb:ListStreams",
     }
     assert not any(a.endswith("*") for a in _actions(policy))
+
+
+def test_projection_alarms_on_failure_records_that_cannot_be_delivered(code):
+    stack, _, _ = _projection(code)
+    names = {a["Properties"].get("MetricName") for a in resources(stack, "AWS::CloudWatch::Alarm").values()}
+    assert "DestinationDeliveryFailures" in names
+
+
+def test_rebuild_may_repair_the_live_read_model(code):
+    stack, _, projection = _projection(code)
+    rebuild = projection.add_rebuild()
+    policy = resources(stack, "AWS::IAM::ManagedPolicy")[stack.get_logical_id(rebuild.role.policy.node.default_child)]
+    live = {"Fn::GetAtt": [stack.get_logical_id(projection.read_model.node.default_child), "Arn"]}
+    assert any(live in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]) for s in policy["Properties"]["PolicyDocument"]["Statement"])
 
 
 def test_projection_alarms_on_iterator_age(code):
