@@ -70,7 +70,7 @@ def _json_number(value: Any) -> Decimal:
     return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
 
 
-# The account id is the partition key; it never contains "#", which the snapshot key uses.
+# The account id is the partition key; it never contains "#", which the snapshot and command marker keys use.
 AccountId = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 CommandId = Annotated[str, StringConstraints(strict=True, pattern=r"^[\x21-\x7e]{1,128}$")]
 Amount = Annotated[

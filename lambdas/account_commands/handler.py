@@ -35,9 +35,20 @@ answer, after a pause with exponential backoff and full jitter; after
 ``MAX_CONFLICT_RETRIES`` such retries it gives up with ``Conflict`` and has
 written nothing.
 
-``command_id`` (default: the Lambda request id) is stored with the events
-for tracing. It does not make a command idempotent: a caller that repeats a
-deposit after a timeout deposits twice.
+A command is idempotent on ``command_id`` (default: the Lambda request id,
+which Lambda's asynchronous retries keep). The transaction that appends a
+command's events also puts a command marker, ``{"aggregate_id":
+"command#<account_id>#<command_id>", "version": 0, "kind": "command",
+"command", "result": {"version", "balance", "status"}, "recorded_at"}``,
+conditional on ``attribute_not_exists(aggregate_id)``. Before each load the
+command reads its marker (strongly consistent GetItem); when it exists the
+recorded answer is returned and nothing is written (``DuplicateCommands``).
+When the transaction is cancelled because the marker exists (a concurrent
+duplicate won), the marker's answer is returned too. A refused command
+records nothing: sent again, it is decided again. The marker lives in a
+partition of its own and is not an event (``kind`` is ``command``), so
+loading, the projection's stream filter and the rebuild never see it.
+``command_id`` is also stored with the events for tracing.
 
 Environment:
     EVENT_STORE_TABLE                    event store table (required)
@@ -77,6 +88,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 SNAPSHOT_SUFFIX = "#snapshot"
+COMMAND_PREFIX = "command#"
 MAX_BACKOFF_SECONDS = 1.0
 # Cancellation reasons that mean another writer got to the version first.
 CONFLICT_REASONS = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
@@ -114,6 +126,10 @@ class Loaded:
 
 class ConcurrencyConflict(Exception):
     """Another command wrote the version this one meant to write."""
+
+
+class DuplicateCommand(Exception):
+    """Another run of the same command recorded its marker first."""
 
 
 def _plain(item: dict[str, Any]) -> dict[str, Any]:
@@ -198,15 +214,46 @@ def transaction(account_id: str, state: AccountState, events: list[Event], comma
     return entries, state
 
 
+def marker_key(account_id: str, command_id: str) -> dict[str, Any]:
+    return {"aggregate_id": COMMAND_PREFIX + account_id + "#" + command_id, "version": 0}
+
+
+def answer(account_id: str, result: dict[str, Any]) -> dict[str, Any]:
+    return {"ok": True, "account_id": account_id, "version": int(result["version"]), "balance": result["balance"], "status": result["status"]}
+
+
+def marker_entry(command: Command, command_id: str, result: dict[str, Any], recorded_at: str) -> dict[str, Any]:
+    """The conditional Put of the command marker, which records the answer of an accepted command."""
+    item = {**marker_key(command.account_id, command_id), "kind": "command", "command": command.command, "result": result, "recorded_at": recorded_at}
+    return {
+        "Put": {
+            "TableName": EVENT_STORE_TABLE,
+            "Item": _stored(item),
+            "ConditionExpression": "attribute_not_exists(#id)",
+            "ExpressionAttributeNames": {"#id": "aggregate_id"},
+        }
+    }
+
+
+@tracer.capture_method
+def recorded_answer(account_id: str, command_id: str) -> dict[str, Any] | None:
+    """The answer recorded for the command, or None when it has had no effect yet; a strongly consistent read."""
+    item = dynamodb.get_item(TableName=EVENT_STORE_TABLE, Key=_stored(marker_key(account_id, command_id)), ConsistentRead=True).get("Item")
+    return None if item is None else answer(account_id, _plain(item)["result"])
+
+
 @tracer.capture_method
 def append(entries: list[dict[str, Any]]) -> None:
-    """Write the entries all or nothing; raise ConcurrencyConflict when another writer took a version."""
+    """Write the entries all or nothing (the last one the command marker); raise DuplicateCommand when the
+    marker exists, ConcurrencyConflict when another writer took a version."""
     try:
         dynamodb.transact_write_items(TransactItems=entries)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
             raise
         reasons = [reason.get("Code", "None") for reason in exc.response.get("CancellationReasons", [])]
+        if len(reasons) == len(entries) and reasons[-1] == "ConditionalCheckFailed":
+            raise DuplicateCommand(", ".join(reasons)) from exc
         if CONFLICT_REASONS.intersection(reasons):
             raise ConcurrencyConflict(", ".join(reasons)) from exc
         raise
@@ -231,6 +278,12 @@ def reject(rejection: Rejection) -> dict[str, Any]:
     return {"ok": False, "error": rejection.code, "message": rejection.message}
 
 
+def duplicate(recorded: dict[str, Any]) -> dict[str, Any]:
+    logger.info("Command already applied; answering as the first time", extra={"version": recorded["version"]})
+    metrics.add_metric(name="DuplicateCommands", unit=MetricUnit.Count, value=1)
+    return recorded
+
+
 def execute(command: Command, command_id: str) -> dict[str, Any]:
     """Load, decide and append, reloading after each concurrency conflict; the caller's answer."""
     account_id = command.account_id
@@ -238,6 +291,9 @@ def execute(command: Command, command_id: str) -> dict[str, Any]:
     for attempt in range(MAX_CONFLICT_RETRIES + 1):
         if attempt:
             sleep(backoff_delay(attempt))
+        recorded = recorded_answer(account_id, command_id)
+        if recorded is not None:
+            return duplicate(recorded)
         loaded = load(account_id)
         events_read += loaded.events_read
         metrics.add_metric(name="EventsRead", unit=MetricUnit.Count, value=loaded.events_read)
@@ -245,9 +301,16 @@ def execute(command: Command, command_id: str) -> dict[str, Any]:
         decision = decide(loaded.state, command)
         if isinstance(decision, Rejection):
             return reject(decision)
-        entries, after = transaction(account_id, loaded.state, decision, command_id, now())
+        occurred_at = now()
+        entries, after = transaction(account_id, loaded.state, decision, command_id, occurred_at)
+        result = {"version": after.version, "balance": money(after.balance), "status": after.status}
         try:
-            append(entries)
+            append(entries + [marker_entry(command, command_id, result, occurred_at)])
+        except DuplicateCommand:
+            recorded = recorded_answer(account_id, command_id)
+            if recorded is None:  # the marker cannot go away: the store is append-only
+                raise
+            return duplicate(recorded)
         except ConcurrencyConflict as exc:
             metrics.add_metric(name="ConcurrencyConflicts", unit=MetricUnit.Count, value=1)
             logger.warning(
@@ -266,7 +329,7 @@ def execute(command: Command, command_id: str) -> dict[str, Any]:
                 "attempts": attempt + 1,
             },
         )
-        return {"ok": True, "account_id": account_id, "version": after.version, "balance": money(after.balance), "status": after.status}
+        return answer(account_id, result)
     return reject(
         Rejection(
             CONFLICT,

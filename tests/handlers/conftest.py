@@ -685,3 +685,29 @@ class StreamRecords:
 @pytest.fixture(scope="session")
 def stream_records() -> StreamRecords:
     return StreamRecords()
+
+
+# --- Exercise 04: a request id per invocation -------------------------------------
+#
+# Lambda gives every invocation a request id of its own (an asynchronous retry
+# keeps it). The account command handler is idempotent on it when a command
+# has no command_id, so the account tests, which share one context between
+# many invocations, see a new request id at each read of ``aws_request_id``
+# unless a context was made with one: ``dataclasses.replace(lambda_context,
+# aws_request_id="...")`` stands for retries of one invocation.
+
+_ACCOUNT_TEST_MODULES = ("test_account_commands_handler", "test_account_projection_handler", "test_account_rebuild")
+
+
+def _request_id(context: FakeLambdaContext) -> str:
+    return context.__dict__.get("_fixed_request_id") or str(uuid.uuid4())
+
+
+def _fix_request_id(context: FakeLambdaContext, value: str) -> None:
+    context.__dict__["_fixed_request_id"] = value
+
+
+@pytest.fixture(autouse=True)
+def _a_request_id_per_invocation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.module.__name__.rpartition(".")[2] in _ACCOUNT_TEST_MODULES:
+        monkeypatch.setattr(FakeLambdaContext, "aws_request_id", property(_request_id, _fix_request_id))

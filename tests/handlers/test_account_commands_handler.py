@@ -381,9 +381,11 @@ def test_a_snapshot_is_written_in_the_same_transaction_as_every_fifth_event(comm
     finally:
         commands.dynamodb.meta.events.unregister("before-parameter-build.dynamodb.TransactWriteItems", remember)
 
-    assert transactions[4] == [("acc-1", 5), ("acc-1#snapshot", 5)]
-    assert transactions[9] == [("acc-1", 10), ("acc-1#snapshot", 10)]
-    assert all(len(entries) == 1 for index, entries in enumerate(transactions) if index not in (4, 9))
+    # Each transaction ends with the command's marker.
+    assert all(entries[-1][0].startswith("command#acc-1#") and entries[-1][1] == 0 for entries in transactions)
+    assert transactions[4][:-1] == [("acc-1", 5), ("acc-1#snapshot", 5)]
+    assert transactions[9][:-1] == [("acc-1", 10), ("acc-1#snapshot", 10)]
+    assert all(len(entries) == 2 for index, entries in enumerate(transactions) if index not in (4, 9))
     events = stored("acc-1")
     snapshots = stored("acc-1#snapshot")
     assert [s["version"] for s in snapshots] == [5, 10]
@@ -504,8 +506,8 @@ def interleave(module, monkeypatch, other_writes):
     monkeypatch.setattr(module, "load", load_then_let_the_other_write)
 
 
-def command_by(module, **command):
-    return lambda: module.execute(module.parse_command(command), "other-writer")
+def command_by(module, command_id="other-writer", **command):
+    return lambda: module.execute(module.parse_command(command), command_id)
 
 
 def test_a_writer_that_loses_the_version_reloads_and_appends_the_next_one(commands, load_commands, lambda_context, monkeypatch, capsys):
@@ -538,7 +540,7 @@ def test_a_retried_command_is_decided_again_on_the_new_state(commands, load_comm
 def test_after_the_last_retry_the_answer_is_conflict_and_nothing_is_written(commands, load_commands, lambda_context, monkeypatch):
     opened(commands, lambda_context)
     other = load_commands()
-    interleave(commands, monkeypatch, [command_by(other, command="deposit", account_id="acc-1", amount=1) for _ in range(4)])
+    interleave(commands, monkeypatch, [command_by(other, f"other-{n}", command="deposit", account_id="acc-1", amount=1) for n in range(4)])
 
     response = run(commands, lambda_context, command="deposit", account_id="acc-1", amount=5, command_id="mine")
 
@@ -653,6 +655,109 @@ def test_two_threads_without_retries_one_wins_and_the_other_gets_conflict(comman
     assert [e["version"] for e in events] == [1, 2]
     assert events[-1]["balance"] == Decimal(winner["balance"])
     assert all(w.pauses == [] for w in writers)
+
+
+# --- idempotency on command_id --------------------------------------------------------
+
+
+def marker(account_id, command_id):
+    key = {"aggregate_id": {"S": f"command#{account_id}#{command_id}"}, "version": {"N": "0"}}
+    item = boto3.client("dynamodb").get_item(TableName=TABLE, Key=key, ConsistentRead=True).get("Item")
+    return None if item is None else {name: deserializer.deserialize(value) for name, value in item.items()}
+
+
+def test_the_same_command_id_twice_has_one_effect_and_the_same_answer(commands, lambda_context, capsys):
+    opened(commands, lambda_context, deposits=[10])
+    capsys.readouterr()
+
+    first = run(commands, lambda_context, command="deposit", account_id="acc-1", amount=5, command_id="dep-1")
+    again = run(commands, lambda_context, command="deposit", account_id="acc-1", amount=5, command_id="dep-1")
+
+    assert first == again == {"ok": True, "account_id": "acc-1", "version": 3, "balance": "15.00", "status": "open"}
+    assert [e["command_id"] for e in stored("acc-1")].count("dep-1") == 1
+    recorded = marker("acc-1", "dep-1")
+    assert recorded.pop("recorded_at")
+    assert recorded == {
+        "aggregate_id": "command#acc-1#dep-1",
+        "version": 0,
+        "kind": "command",
+        "command": "deposit",
+        "result": {"version": 3, "balance": "15.00", "status": "open"},
+    }
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert metrics[("CommandsAccepted", ())] == [1]
+    assert metrics[("DuplicateCommands", ())] == [1]
+
+
+def test_a_command_repeated_after_others_gets_its_original_answer_and_writes_nothing(commands, lambda_context):
+    opened(commands, lambda_context)
+    first = run(commands, lambda_context, command="deposit", account_id="acc-1", amount=5, command_id="dep-1")
+    run(commands, lambda_context, command="deposit", account_id="acc-1", amount=7)
+    run(commands, lambda_context, command="withdraw", account_id="acc-1", amount=2)
+    before = item_count()
+
+    again = run(commands, lambda_context, command="deposit", account_id="acc-1", amount=5, command_id="dep-1")
+
+    assert again == first == {"ok": True, "account_id": "acc-1", "version": 2, "balance": "5.00", "status": "open"}
+    assert item_count() == before
+    assert [e["version"] for e in stored("acc-1")] == [1, 2, 3, 4]
+
+
+def test_a_duplicate_that_wins_the_race_gives_its_answer_to_the_one_that_lost(commands, load_commands, lambda_context, monkeypatch, capsys):
+    opened(commands, lambda_context, deposits=[100])
+    other = load_commands()
+    interleave(commands, monkeypatch, [command_by(other, "dep-1", command="deposit", account_id="acc-1", amount=25)])
+    capsys.readouterr()
+
+    response = run(commands, lambda_context, command="deposit", account_id="acc-1", amount=25, command_id="dep-1")
+
+    assert response == {"ok": True, "account_id": "acc-1", "version": 3, "balance": "125.00", "status": "open"}
+    assert [(e["version"], e["command_id"]) for e in stored("acc-1")][2:] == [(3, "dep-1")]
+    assert emitted_metrics(capsys.readouterr().out)[("DuplicateCommands", ())] == [1]
+
+
+def test_a_duplicate_is_answered_from_the_marker_when_only_the_marker_put_fails(commands, lambda_context, monkeypatch):
+    opened(commands, lambda_context)
+    run(commands, lambda_context, command="deposit", account_id="acc-1", amount=5, command_id="dep-1")
+    real_get = commands.recorded_answer
+    reads = []
+
+    def missed_the_first_time(account_id, command_id):
+        reads.append(command_id)
+        return None if len(reads) == 1 else real_get(account_id, command_id)
+
+    monkeypatch.setattr(commands, "recorded_answer", missed_the_first_time)
+
+    response = run(commands, lambda_context, command="deposit", account_id="acc-1", amount=5, command_id="dep-1")
+
+    assert response == {"ok": True, "account_id": "acc-1", "version": 2, "balance": "5.00", "status": "open"}
+    assert reads == ["dep-1", "dep-1"] and commands.pauses == []
+    assert [e["version"] for e in stored("acc-1")] == [1, 2]
+
+
+def test_a_refused_command_records_nothing_and_is_decided_again_when_sent_again(commands, lambda_context):
+    opened(commands, lambda_context)
+
+    refused = run(commands, lambda_context, command="withdraw", account_id="acc-1", amount=30, command_id="wd-1")
+    assert refused["error"] == "InsufficientFunds"
+    assert marker("acc-1", "wd-1") is None
+    run(commands, lambda_context, command="deposit", account_id="acc-1", amount=50)
+
+    accepted = run(commands, lambda_context, command="withdraw", account_id="acc-1", amount=30, command_id="wd-1")
+
+    assert accepted == {"ok": True, "account_id": "acc-1", "version": 3, "balance": "20.00", "status": "open"}
+
+
+def test_without_a_command_id_two_invocations_with_the_same_request_id_are_one_effect(commands, lambda_context):
+    opened(commands, lambda_context)
+    retried = dataclasses.replace(lambda_context, aws_request_id="2a2e7c4a-0000-4000-8000-00000000abcd")
+
+    first = commands.lambda_handler({"command": "deposit", "account_id": "acc-1", "amount": 5}, retried)
+    again = commands.lambda_handler({"command": "deposit", "account_id": "acc-1", "amount": 5}, retried)
+
+    assert first == again == {"ok": True, "account_id": "acc-1", "version": 2, "balance": "5.00", "status": "open"}
+    assert [e["command_id"] for e in stored("acc-1")][1:] == ["2a2e7c4a-0000-4000-8000-00000000abcd"]
+    assert marker("acc-1", "2a2e7c4a-0000-4000-8000-00000000abcd")["command"] == "deposit"
 
 
 # --- properties ------------------------------------------------------------------------
