@@ -52,15 +52,16 @@ def terminal_queue(queue: IConstruct) -> None:
     )
 
 
-def subscription_dead_letter_queue(queue: IConstruct) -> None:
-    """The DLQ of an SNS subscription is not seen as a DLQ by the rule."""
+def dead_letter_destination(queue: IConstruct, role: str) -> None:
+    """A DLQ that no queue's redrive policy names is not seen as a DLQ by the rule.
+
+    :param role: what the queue is, e.g. "dead-letter queue of an SNS subscription".
+    """
     acknowledge(
         queue,
         "AwsSolutions-SQS3",
         RULE_DEFECT,
-        "this queue is the dead-letter queue of an SNS subscription; the rule "
-        "recognises only DLQs named by a queue's redrive policy or a function's "
-        "dead-letter config.",
+        f"this queue is the {role}; the rule recognises only DLQs named by a queue's redrive policy or a function's dead-letter config.",
     )
 
 
@@ -153,34 +154,4 @@ def backup_service_role(selection: IConstruct) -> None:
         "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForBackup]",
         AWS_REQUIRED,
         "AWS Backup's own service-role policy, which AWS maintains as the services it backs up change; the role can be assumed by AWS Backup only.",
-    )
-
-
-# --- EventBridge ---------------------------------------------------------------
-
-
-def eventbridge_dead_letter_queue(queue: IConstruct) -> None:
-    """The DLQ of an EventBridge bus, rule target, schedule or pipe is not seen as a DLQ by the rule."""
-    acknowledge(
-        queue,
-        "AwsSolutions-SQS3",
-        RULE_DEFECT,
-        "this queue is the dead-letter queue of an EventBridge bus, rule target, "
-        "schedule or pipe; the rule recognises only DLQs named by a queue's redrive "
-        "policy or a function's dead-letter config.",
-    )
-
-
-# --- DynamoDB streams ----------------------------------------------------------------
-
-
-def stream_failure_destination(queue: IConstruct) -> None:
-    """The on-failure destination of a stream event source mapping is not seen as a DLQ by the rule."""
-    acknowledge(
-        queue,
-        "AwsSolutions-SQS3",
-        RULE_DEFECT,
-        "this queue is the on-failure destination of a DynamoDB stream event source "
-        "mapping; the rule recognises only DLQs named by a queue's redrive policy or a "
-        "function's dead-letter config.",
     )

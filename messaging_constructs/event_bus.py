@@ -23,7 +23,7 @@ from .encryption import KeyUser, allow_service, key_or_new
 from .function import HandlerFunction
 from .monitoring import eventbridge as eventbridge_monitoring
 from .profile import Profile
-from .queue import SecureQueue
+from .queue import SecureQueue, keyless_view
 
 RuleTarget = SecureQueue | sqs.IQueue | HandlerFunction | lambda_.IFunction
 
@@ -104,7 +104,7 @@ class EventBus(Construct):
         self.dead_letter_queue = SecureQueue(
             self, "DeadLetterQueue", dead_letter_queue=False, sqs_managed_encryption=True, alarm_topic=alarm_topic, profile=self.profile
         )
-        ack.eventbridge_dead_letter_queue(self.dead_letter_queue.queue)
+        ack.dead_letter_destination(self.dead_letter_queue.queue, "dead-letter queue of an EventBridge bus")
         self.bus = events.EventBus(
             self,
             "Resource",
@@ -180,7 +180,7 @@ class EventBus(Construct):
             alarm_topic=self._alarm_topic,
             profile=self.profile,
         )
-        ack.eventbridge_dead_letter_queue(dead_letter.queue)
+        ack.dead_letter_destination(dead_letter.queue, "dead-letter queue of an EventBridge rule target")
         self.rule_dead_letter_queues.append(dead_letter)
         options = dict(dead_letter_queue=dead_letter.queue, max_event_age=max_event_age, retry_attempts=retry_attempts)
         queue: sqs.IQueue | None = None
@@ -190,9 +190,8 @@ class EventBus(Construct):
             require(not fifo or message_group_id is not None, "a FIFO queue target needs a message_group_id")
             if queue.encryption_master_key is not None:
                 allow_service(queue.encryption_master_key, KeyUser.EVENTBRIDGE)
-            # A view of the queue without its key: the L2 target would grant
-            # EventBridge the key with no condition. The queue policy is added below.
-            view = sqs.Queue.from_queue_attributes(self, f"{construct_id}Target", queue_arn=queue.queue_arn, queue_url=queue.queue_url, fifo=fifo)
+            # The queue policy is added below; allow_service above covers the key.
+            view = keyless_view(self, f"{construct_id}Target", queue, fifo=fifo)
             rule_target: events.IRuleTarget = targets.SqsQueue(view, message_group_id=message_group_id, **options)
         else:
             function = target.function if isinstance(target, HandlerFunction) else target

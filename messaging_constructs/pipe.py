@@ -176,7 +176,7 @@ class EventPipe(Construct):
         self.dead_letter_queue = SecureQueue(
             self, "DeadLetterQueue", dead_letter_queue=False, encryption_key=self.key, alarm_topic=alarm_topic, profile=self.profile
         )
-        ack.eventbridge_dead_letter_queue(self.dead_letter_queue.queue)
+        ack.dead_letter_destination(self.dead_letter_queue.queue, "dead-letter queue of an EventBridge pipe")
         self.dead_letter_queue.grant_send_messages(self.role)
         return source.table_stream_arn, {
             "dynamo_db_stream_parameters": pipes.CfnPipe.PipeSourceDynamoDBStreamParametersProperty(

@@ -12,7 +12,6 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from . import _acknowledgements as ack
@@ -24,7 +23,7 @@ from .function import DEFAULT_TIMEOUT, HandlerFunction
 from .monitoring import lambda_function as lambda_monitoring
 from .network import PrivateNetwork
 from .profile import Profile
-from .queue import SecureQueue
+from .queue import SecureQueue, keyless_view
 
 #: Only new events reach the handler: inserts whose item has ``kind = event`` (not snapshots).
 NEW_EVENTS = {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"kind": {"S": ["event"]}}}}
@@ -136,12 +135,8 @@ class Projection(Construct):
         grant_key_for_items(key, self.handler)
 
         self.dead_letter_queue = SecureQueue(self, "DeadLetterQueue", dead_letter_queue=False, **common)
-        ack.stream_failure_destination(self.dead_letter_queue.queue)
-        # The L2 destination would grant the key's wildcard actions; it gets a
-        # view of the queue without the key, and the key's exact actions are granted here.
-        view = sqs.Queue.from_queue_attributes(
-            self, "DeadLetterTarget", queue_arn=self.dead_letter_queue.queue.queue_arn, queue_url=self.dead_letter_queue.queue.queue_url
-        )
+        ack.dead_letter_destination(self.dead_letter_queue.queue, "on-failure destination of a DynamoDB stream event source mapping")
+        view = keyless_view(self, "DeadLetterTarget", self.dead_letter_queue.queue)
         key.grant(self.handler, "kms:GenerateDataKey", "kms:Decrypt")
 
         self.event_source = event_sources.DynamoEventSource(

@@ -217,3 +217,15 @@ def _fifo_name(name: str, fifo: bool) -> str:
     if fifo and not name.endswith(".fifo"):
         return f"{name}.fifo"
     return name
+
+
+def keyless_view(scope: Construct, construct_id: str, queue: sqs.IQueue, *, fifo: bool = False) -> sqs.IQueue:
+    """A reference to ``queue`` that does not know its key.
+
+    L2 targets and destinations grant "send" on the queue they are given,
+    and for a queue with a key that grant includes the key's wildcard actions
+    (``kms:GenerateDataKey*``, ``kms:ReEncrypt*``) or a key-policy statement
+    without conditions. Given this view, they grant only the SQS actions;
+    the caller grants the key's exact actions (or its service statement) itself.
+    """
+    return sqs.Queue.from_queue_attributes(scope, construct_id, queue_arn=queue.queue_arn, queue_url=queue.queue_url, fifo=fifo)

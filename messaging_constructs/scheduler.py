@@ -12,7 +12,6 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_scheduler_targets as scheduler_targets
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from . import _acknowledgements as ack
@@ -22,7 +21,7 @@ from .encryption import KeyUser, allow_service, key_or_new
 from .event_bus import EventBus
 from .monitoring import eventbridge as eventbridge_monitoring
 from .profile import Profile
-from .queue import SecureQueue
+from .queue import SecureQueue, keyless_view
 
 #: Default retry policy of a schedule's target: 1 hour, 5 attempts.
 DEFAULT_MAX_EVENT_AGE = Duration.hours(1)
@@ -74,7 +73,7 @@ class ScheduleGroup(Construct):
         self.dead_letter_queue = SecureQueue(
             self, "DeadLetterQueue", dead_letter_queue=False, encryption_key=self.key, alarm_topic=alarm_topic, profile=self.profile
         )
-        ack.eventbridge_dead_letter_queue(self.dead_letter_queue.queue)
+        ack.dead_letter_destination(self.dead_letter_queue.queue, "dead-letter queue of an EventBridge schedule group")
         self._grant_send(self.dead_letter_queue)
         self.schedules: list[scheduler.Schedule] = []
         self.alarms: list[cloudwatch.Alarm] = eventbridge_monitoring.schedule_group_alarms(self, self.group.schedule_group_name, alarm_topic) + list(
@@ -154,8 +153,7 @@ class ScheduleGroup(Construct):
         """A schedule that sends ``message`` (as JSON) to ``queue``; a FIFO queue needs ``message_group_id``."""
         require(not queue.fifo or message_group_id is not None, "a FIFO queue target needs a message_group_id")
         self._grant_send(queue)
-        # A view without the key, so the L2 target adds no wildcard key grant of its own.
-        view = sqs.Queue.from_queue_attributes(self, f"{construct_id}Target", queue_arn=queue.queue.queue_arn, queue_url=queue.queue.queue_url, fifo=queue.fifo)
+        view = keyless_view(self, f"{construct_id}Target", queue.queue, fifo=queue.fifo)
         target = scheduler_targets.SqsSendMessage(
             view,
             input=scheduler.ScheduleTargetInput.from_object(dict(message)),

@@ -188,7 +188,7 @@ class SecureTopic(Construct):
             alarm_topic=self._alarm_topic,
             profile=self.profile,
         )
-        ack.subscription_dead_letter_queue(dead_letter.queue)
+        ack.dead_letter_destination(dead_letter.queue, "dead-letter queue of an SNS subscription")
         self.subscription_dead_letter_queues.append(dead_letter)
         self.alarms.extend(dead_letter.alarms)
         options: dict = {}

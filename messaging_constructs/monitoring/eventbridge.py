@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_sns as sns
@@ -12,85 +14,77 @@ from ._alarms import make_alarm
 PERIOD = Duration.minutes(5)
 
 
-def rule_metric(rule_name: str, metric_name: str, **options) -> cloudwatch.Metric:
-    """An ``AWS/Events`` metric of one rule. Default: sum over 5 minutes."""
+def _metric(namespace: str, dimension: str, value: str, metric_name: str, **options) -> cloudwatch.Metric:
     return cloudwatch.Metric(
-        namespace="AWS/Events",
+        namespace=namespace,
         metric_name=metric_name,
-        dimensions_map={"RuleName": rule_name},
+        dimensions_map={dimension: value},
         **{"statistic": "Sum", "period": PERIOD, **options},
     )
+
+
+def _any_of(scope: Construct, label: str, metric, alarms: Sequence[tuple[str, str]], alarm_topic: sns.ITopic | None) -> list[cloudwatch.Alarm]:
+    """One alarm per (metric name, explanation), each on any occurrence in 5 minutes."""
+    return [
+        make_alarm(
+            scope,
+            f"{name}Alarm",
+            metric=metric(name),
+            threshold=1,
+            alarm_topic=alarm_topic,
+            description=f"{label} {scope.node.path}: {text}",
+        )
+        for name, text in alarms
+    ]
+
+
+def rule_metric(rule_name: str, metric_name: str, **options) -> cloudwatch.Metric:
+    """An ``AWS/Events`` metric of one rule. Default: sum over 5 minutes."""
+    return _metric("AWS/Events", "RuleName", rule_name, metric_name, **options)
 
 
 def rule_alarms(scope: Construct, rule_name: str, alarm_topic: sns.ITopic | None) -> list[cloudwatch.Alarm]:
     """Alarms on any failed invocation and any event sent to (or lost on the way to) the target's DLQ."""
-    return [
-        make_alarm(
-            scope,
-            f"{metric}Alarm",
-            metric=rule_metric(rule_name, metric),
-            threshold=1,
-            alarm_topic=alarm_topic,
-            description=f"Rule {scope.node.path}: {text}",
-        )
-        for metric, text in (
+    return _any_of(
+        scope,
+        "Rule",
+        lambda name: rule_metric(rule_name, name),
+        (
             ("FailedInvocations", "events could not be delivered to the target; after the retry policy they go to the target's DLQ."),
             ("InvocationsSentToDlq", "events were sent to the target's dead-letter queue: inspect and redrive them."),
             ("InvocationsFailedToBeSentToDlq", "events could not even be sent to the DLQ and are lost: check the DLQ's policy and key."),
-        )
-    ]
+        ),
+        alarm_topic,
+    )
 
 
 def pipe_metric(pipe_name: str, metric_name: str, **options) -> cloudwatch.Metric:
     """An ``AWS/EventBridge/Pipes`` metric of one pipe. Default: sum over 5 minutes."""
-    return cloudwatch.Metric(
-        namespace="AWS/EventBridge/Pipes",
-        metric_name=metric_name,
-        dimensions_map={"PipeName": pipe_name},
-        **{"statistic": "Sum", "period": PERIOD, **options},
-    )
+    return _metric("AWS/EventBridge/Pipes", "PipeName", pipe_name, metric_name, **options)
 
 
 def pipe_alarms(scope: Construct, pipe_name: str, alarm_topic: sns.ITopic | None) -> list[cloudwatch.Alarm]:
     """Alarm on any failed pipe execution."""
-    return [
-        make_alarm(
-            scope,
-            "ExecutionFailedAlarm",
-            metric=pipe_metric(pipe_name, "ExecutionFailed"),
-            threshold=1,
-            alarm_topic=alarm_topic,
-            description=f"Pipe {scope.node.path} failed executions: see its log group.",
-        )
-    ]
+    return _any_of(scope, "Pipe", lambda name: pipe_metric(pipe_name, name), (("ExecutionFailed", "executions failed: see its log group."),), alarm_topic)
 
 
 def schedule_group_metric(group_name: str, metric_name: str, **options) -> cloudwatch.Metric:
     """An ``AWS/Scheduler`` metric of one schedule group. Default: sum over 5 minutes."""
-    return cloudwatch.Metric(
-        namespace="AWS/Scheduler",
-        metric_name=metric_name,
-        dimensions_map={"ScheduleGroup": group_name},
-        **{"statistic": "Sum", "period": PERIOD, **options},
-    )
+    return _metric("AWS/Scheduler", "ScheduleGroup", group_name, metric_name, **options)
 
 
 def schedule_group_alarms(scope: Construct, group_name: str, alarm_topic: sns.ITopic | None) -> list[cloudwatch.Alarm]:
     """Alarms on target errors and on dropped invocations."""
-    return [
-        make_alarm(
-            scope,
-            f"{metric}Alarm",
-            metric=schedule_group_metric(group_name, metric),
-            threshold=1,
-            alarm_topic=alarm_topic,
-            description=f"Schedule group {scope.node.path}: {text}",
-        )
-        for metric, text in (
+    return _any_of(
+        scope,
+        "Schedule group",
+        lambda name: schedule_group_metric(group_name, name),
+        (
             ("TargetErrorCount", "a scheduled invocation failed at its target; it is retried, then sent to the DLQ."),
             ("InvocationDroppedCount", "a scheduled invocation was dropped without reaching its DLQ."),
-        )
-    ]
+        ),
+        alarm_topic,
+    )
 
 
 def rule_widgets(title: str, rule_name: str) -> list[cloudwatch.IWidget]:
