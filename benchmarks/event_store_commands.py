@@ -27,6 +27,7 @@ Run from the repository root: ``python benchmarks/event_store_commands.py``.
 """
 
 import contextlib
+import itertools
 import os
 import statistics
 import sys
@@ -49,6 +50,10 @@ prepare_environment(
     POWERTOOLS_METRICS_NAMESPACE="Exercise04Benchmark",
     EVENT_STORE_TABLE=TABLE,
 )
+
+
+# Commands are idempotent on command_id: every benchmark command is a new one.
+COMMAND_IDS = (f"bench-{n}" for n in itertools.count())
 
 
 def recreate_table(dynamodb):
@@ -102,7 +107,7 @@ def cpu_per_command(dynamodb):
     handler_us, put_us, calls_us = [], [], []
 
     def through_the_handler(index):
-        response = module.lambda_handler({"command": "deposit", "account_id": account, "amount": 12.5}, context)
+        response = module.lambda_handler({"command": "deposit", "command_id": next(COMMAND_IDS), "account_id": account, "amount": 12.5}, context)
         if not response["ok"]:
             raise RuntimeError(response)
 
@@ -111,6 +116,8 @@ def cpu_per_command(dynamodb):
 
     def same_calls(index):
         version = index + 2
+        marker = {"aggregate_id": {"S": f"command#{account}#same-{index}"}, "version": {"N": "0"}}
+        dynamodb.get_item(TableName=TABLE, Key=marker, ConsistentRead=True)
         dynamodb.query(
             TableName=TABLE,
             KeyConditionExpression="aggregate_id = :id",
@@ -138,12 +145,21 @@ def cpu_per_command(dynamodb):
         ]
         if version % 5 == 0:
             puts.append({"Put": {"TableName": TABLE, "Item": snapshot_item(account, version)}})
+        puts.append(
+            {
+                "Put": {
+                    "TableName": TABLE,
+                    "Item": {**marker, "kind": {"S": "command"}, "command": {"S": "deposit"}},
+                    "ConditionExpression": "attribute_not_exists(aggregate_id)",
+                }
+            }
+        )
         dynamodb.transact_write_items(TransactItems=puts)
 
     for _ in range(ROUNDS):
         # Each measurement on a table of its own that starts with the opened account, so all three write to tables of the same size.
         recreate_table(dynamodb)
-        module.lambda_handler({"command": "open", "account_id": account, "owner": "Benchmark Owner"}, context)
+        module.lambda_handler({"command": "open", "command_id": next(COMMAND_IDS), "account_id": account, "owner": "Benchmark Owner"}, context)
         handler_us.append(cpu_seconds(through_the_handler, COMMANDS_PER_ROUND) / COMMANDS_PER_ROUND * 1e6)
         recreate_table(dynamodb)
         dynamodb.put_item(TableName=TABLE, Item=event_item(account, 1))
@@ -161,9 +177,9 @@ def reads_per_command(dynamodb, every):
     context = Context()
     recreate_table(dynamodb)
     account = "acc-history"
-    module.lambda_handler({"command": "open", "account_id": account, "owner": "Benchmark Owner"}, context)
+    module.lambda_handler({"command": "open", "command_id": next(COMMAND_IDS), "account_id": account, "owner": "Benchmark Owner"}, context)
     for _ in range(HISTORY - 1):
-        module.lambda_handler({"command": "deposit", "account_id": account, "amount": 1}, context)
+        module.lambda_handler({"command": "deposit", "command_id": next(COMMAND_IDS), "account_id": account, "amount": 1}, context)
     loads = []
     real_load = module.load
 
@@ -174,7 +190,7 @@ def reads_per_command(dynamodb, every):
 
     module.load = counting_load
     for _ in range(MEASURED):
-        response = module.lambda_handler({"command": "deposit", "account_id": account, "amount": 1}, context)
+        response = module.lambda_handler({"command": "deposit", "command_id": next(COMMAND_IDS), "account_id": account, "amount": 1}, context)
         if not response["ok"]:
             raise RuntimeError(response)
     snapshots = dynamodb.query(
