@@ -81,7 +81,7 @@ def body(index):
         detail = {"version": 1, "order_id": order_id, "missing": [f"SKU-{index % 500:04d}"]}
     else:
         source, detail_type = "blueprints.warehouse", "RestockRequested"
-        detail = {"version": 1, "kind": "restock", "sku": f"SKU-{index % 500:04d}", "quantity": 20}
+        detail = {"version": 1, "kind": "restock", "request_id": f"r-{uuid.uuid4()}", "sku": f"SKU-{index % 500:04d}", "quantity": 20}
     return json.dumps(
         {
             "version": "0",

@@ -176,7 +176,13 @@ class Projection(Construct):
         :param handler: Default: ``rebuild.lambda_handler``.
         :param timeout: Default: 15 minutes.
         """
-        self.rebuild_table, _ = secure_table(self, "RebuildTarget", partition_key=self.read_model.schema().partition_key, key=self._key, profile=self.profile)
+        self.rebuild_table, _ = secure_table(
+            self,
+            "RebuildTarget",
+            partition_key=dynamodb.Attribute(name=self._read_model_key, type=dynamodb.AttributeType.STRING),
+            key=self._key,
+            profile=self.profile,
+        )
         rebuild = HandlerFunction(
             self,
             "Rebuild",
