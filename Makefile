@@ -14,9 +14,13 @@ CDK := node_modules/.bin/cdk
 # jsii still runs on Node.js 20; keep its end-of-life banner out of every command's output.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: setup synth test lint bench deploy diff destroy clean
+.PHONY: setup layers synth test lint bench deploy diff destroy clean
 
-setup: $(VENV)/.installed node_modules/.installed
+setup: $(VENV)/.installed node_modules/.installed layers
+
+# Lambda layer folders (build/layers/<name>/python) from the pinned layers/<name>/requirements.txt.
+layers: $(VENV)/.installed
+	$(PY) -m scripts.build_layers
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
