@@ -10,6 +10,8 @@ from .event_bus import EventBus
 from .event_store import EventStore
 from .function import POWERTOOLS_VERSION, RUNTIME, HandlerFunction, powertools_layer_parameter
 from .idempotency_table import IdempotencyTable
+from .kafka_cluster import KafkaCluster, KafkaClusterType
+from .kafka_event_source import KafkaEventSource, ProvisionedPollers
 from .monitoring import AlarmTopic, MonitoringDashboard
 from .network import PrivateNetwork
 from .pipe import EventPipe
@@ -17,6 +19,7 @@ from .profile import PRODUCTION, SANDBOX, Profile
 from .projection import Projection
 from .queue import SecureQueue
 from .scheduler import ScheduleGroup
+from .state_table import StateTable
 from .topic import DELIVERY_LOGGING_PROTOCOLS, SecureTopic
 
 __all__ = [
@@ -28,6 +31,9 @@ __all__ = [
     "EventStore",
     "HandlerFunction",
     "IdempotencyTable",
+    "KafkaCluster",
+    "KafkaClusterType",
+    "KafkaEventSource",
     "KeyUser",
     "MonitoringDashboard",
     "POWERTOOLS_VERSION",
@@ -35,11 +41,13 @@ __all__ = [
     "PrivateNetwork",
     "Profile",
     "Projection",
+    "ProvisionedPollers",
     "RUNTIME",
     "SANDBOX",
     "ScheduleGroup",
     "SecureQueue",
     "SecureTopic",
+    "StateTable",
     "allow_service",
     "powertools_layer_parameter",
 ]

@@ -73,7 +73,8 @@ def xray_wildcard(policy: IConstruct) -> None:
         policy,
         "AwsSolutions-IAM5[Resource::*]",
         AWS_REQUIRED,
-        "xray:PutTraceSegments and xray:PutTelemetryRecords (and, in a VPC, the ec2 network-interface actions) support no resource-level permissions.",
+        "xray:PutTraceSegments and xray:PutTelemetryRecords (and, in a VPC or for a Kafka event source mapping, the ec2 network-interface "
+        "and VPC describe actions) support no resource-level permissions.",
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import jsii
 from aws_cdk import Duration, Stack
@@ -70,6 +70,7 @@ class HandlerFunction(Construct):
         group that may reach only HTTPS (the VPC endpoints). Default: none
         (outside a VPC); give one for the production profile.
     :param powertools_version: Default: ``3.37.0``.
+    :param layers: further layers (client libraries...), after Powertools. Default: none.
     :param alarm_topic: where alarms notify. Default: no action.
     :param profile: decides log retention, removal and reserved concurrency. Default: from context.
 
@@ -94,6 +95,7 @@ class HandlerFunction(Construct):
         encryption_key: kms.IKey | None = None,
         network: PrivateNetwork | None = None,
         powertools_version: str = POWERTOOLS_VERSION,
+        layers: Sequence[lambda_.ILayerVersion] = (),
         alarm_topic: sns.ITopic | None = None,
         profile: Profile | None = None,
     ) -> None:
@@ -156,7 +158,7 @@ class HandlerFunction(Construct):
             architecture=lambda_.Architecture.ARM_64,
             handler=handler,
             code=lambda_.Code.from_asset(code_path, exclude=["__pycache__", "*.pyc"]),
-            layers=[lambda_.LayerVersion.from_layer_version_arn(self, "PowertoolsLayer", layer_arn)],
+            layers=[lambda_.LayerVersion.from_layer_version_arn(self, "PowertoolsLayer", layer_arn), *layers],
             description=description,
             timeout=timeout,
             memory_size=memory_size,

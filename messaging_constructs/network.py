@@ -39,7 +39,7 @@ class PrivateNetwork(Construct):
     :param profile: Default: from context.
 
     Attributes: ``vpc``, ``subnet_selection``, ``endpoint_security_group``,
-    ``flow_log_group`` (None with your own VPC).
+    ``interface_endpoints`` (by service name), ``flow_log_group`` (None with your own VPC).
     """
 
     def __init__(
@@ -94,6 +94,7 @@ class PrivateNetwork(Construct):
                 traffic_type=ec2.FlowLogTrafficType.ALL,
             )
         self.vpc: ec2.IVpc = vpc
+        self.interface_endpoints: dict[str, ec2.InterfaceVpcEndpoint] = {}
         self.endpoint_security_group = ec2.SecurityGroup(
             self,
             "EndpointSecurityGroup",
@@ -109,7 +110,7 @@ class PrivateNetwork(Construct):
     def add_interface_endpoint(self, service: ec2.InterfaceVpcEndpointAwsService) -> ec2.InterfaceVpcEndpoint:
         """An interface endpoint with private DNS, reachable from the endpoint security group's peers."""
         short = service.short_name.replace("-", " ").title().replace(" ", "").replace(".", "")
-        return self.vpc.add_interface_endpoint(
+        endpoint = self.vpc.add_interface_endpoint(
             f"{short}Endpoint",
             service=service,
             subnets=self.subnet_selection,
@@ -117,6 +118,12 @@ class PrivateNetwork(Construct):
             private_dns_enabled=True,
             open=False,
         )
+        self.interface_endpoints[service.name] = endpoint
+        return endpoint
+
+    def ensure_interface_endpoint(self, service: ec2.InterfaceVpcEndpointAwsService) -> ec2.InterfaceVpcEndpoint:
+        """The network's endpoint for ``service``, added if it has none yet (constructs that need one call this)."""
+        return self.interface_endpoints.get(service.name) or self.add_interface_endpoint(service)
 
     def allow_endpoint_access(self, peer: ec2.IConnectable) -> None:
         """Admit ``peer`` to the interface endpoints on HTTPS (443)."""

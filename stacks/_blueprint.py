@@ -9,9 +9,11 @@ from typing import Any
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 
 from messaging_constructs import (
+    RUNTIME,
     AlarmTopic,
     EncryptionKey,
     HandlerFunction,
@@ -22,7 +24,7 @@ from messaging_constructs import (
     SecureQueue,
 )
 
-from ._paths import lambda_code
+from ._paths import lambda_code, layer_code
 
 CONSUMER_TIMEOUT = Duration.seconds(30)
 
@@ -39,8 +41,18 @@ class Blueprint:
     network: PrivateNetwork | None
 
     @classmethod
-    def create(cls, stack: Stack, profile: Profile, *, interface_endpoints: Sequence[ec2.InterfaceVpcEndpointAwsService]) -> Blueprint:
-        """The stack's key (for logs too), alarm topic and dashboard; in production also the network with the endpoints named (plus X-Ray and DynamoDB)."""
+    def create(
+        cls,
+        stack: Stack,
+        profile: Profile,
+        *,
+        interface_endpoints: Sequence[ec2.InterfaceVpcEndpointAwsService],
+        network: bool | None = None,
+    ) -> Blueprint:
+        """The stack's key (for logs too), alarm topic and dashboard, and the network with the endpoints named (plus X-Ray and DynamoDB).
+
+        :param network: make the network. Default: in production only (where functions run in it).
+        """
         key = EncryptionKey(stack, "Key", users=[KeyUser.LOGS], alias=f"alias/{stack.node.id.lower()}", profile=profile).key
         network = (
             PrivateNetwork(
@@ -51,7 +63,7 @@ class Blueprint:
                 interface_endpoints=[*interface_endpoints, ec2.InterfaceVpcEndpointAwsService.XRAY],
                 gateway_endpoints=[ec2.GatewayVpcEndpointAwsService.DYNAMODB],
             )
-            if profile.functions_in_vpc
+            if (profile.functions_in_vpc if network is None else network)
             else None
         )
         return cls(
@@ -68,20 +80,43 @@ class Blueprint:
         """Props every library construct of the blueprint shares."""
         return dict(encryption_key=self.key, alarm_topic=self.alarms, profile=self.profile)
 
-    def function(self, construct_id: str, code: str, *, environment: Mapping[str, str] | None = None) -> HandlerFunction:
+    def function(
+        self,
+        construct_id: str,
+        code: str,
+        *,
+        environment: Mapping[str, str] | None = None,
+        layers: Sequence[lambda_.ILayerVersion] = (),
+        timeout: Duration = CONSUMER_TIMEOUT,
+        memory_size: int = 256,
+    ) -> HandlerFunction:
         """A handler from ``lambdas/<code>``, in the network when there is one, on the dashboard."""
         fn = HandlerFunction(
             self.stack,
             construct_id,
             code_path=lambda_code(code),
             service_name=code,
-            timeout=CONSUMER_TIMEOUT,
+            timeout=timeout,
+            memory_size=memory_size,
             network=self.network,
             environment=environment,
+            layers=layers,
             **self.common,
         )
         self.dashboard.add_section(f"{construct_id} function", fn.dashboard_widgets(construct_id))
         return fn
+
+    def layer(self, name: str, description: str) -> lambda_.LayerVersion:
+        """The layer built at set-up from ``layers/<name>/requirements.txt`` (see scripts/build_layers.py)."""
+        return lambda_.LayerVersion(
+            self.stack,
+            f"{name.title().replace('_', '')}Layer",
+            code=lambda_.Code.from_asset(layer_code(name)),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[lambda_.Architecture.ARM_64],
+            description=description,
+            removal_policy=self.profile.removal_policy,
+        )
 
     def queue(self, construct_id: str, **options: Any) -> SecureQueue:
         """A queue sized for the blueprint's consumers, on the dashboard."""

@@ -2,7 +2,9 @@
 
 from pathlib import Path
 
-LAMBDAS = Path(__file__).resolve().parent.parent / "lambdas"
+ROOT = Path(__file__).resolve().parent.parent
+LAMBDAS = ROOT / "lambdas"
+LAYERS = ROOT / "build" / "layers"
 
 
 def lambda_code(name: str) -> str:
@@ -10,4 +12,12 @@ def lambda_code(name: str) -> str:
     path = LAMBDAS / name
     if not (path / "handler.py").is_file():
         raise FileNotFoundError(f"no handler.py in {path}")
+    return str(path)
+
+
+def layer_code(name: str) -> str:
+    """The folder of the layer ``name``, built by ``make setup`` from ``layers/<name>/requirements.txt``."""
+    path = LAYERS / name
+    if not (path / "python").is_dir():
+        raise FileNotFoundError(f"no layer folder {path}/python: run `make setup` (it builds the layers from layers/{name}/requirements.txt)")
     return str(path)

@@ -1,0 +1,81 @@
+"""StateTable: a DynamoDB table for the state a consumer keeps (aggregates, latest status...)."""
+
+from __future__ import annotations
+
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from ._tables import grant_key_for_items, secure_table
+from ._validation import require
+from .encryption import key_or_new
+from .monitoring import dynamodb as dynamodb_monitoring
+from .profile import Profile
+
+#: Item actions a grant may name; table-level and wildcard actions are never granted.
+ITEM_ACTIONS = frozenset(
+    {
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:Query",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:ConditionCheckItem",
+    }
+)
+
+
+class StateTable(Construct):
+    """An on-demand DynamoDB table keyed by one string attribute (and an optional string sort key).
+
+    Encrypted with a CMK, point-in-time recovery on; in the production profile
+    also deletion protection, retained on delete and a daily backup plan
+    (35 days) whose vault uses the same key. Alarms on throttles and system errors.
+
+    :param partition_key: the partition key's name (a string attribute). Required.
+    :param sort_key: a string sort key's name. Default: none.
+    :param encryption_key: Default: a new key with rotation.
+    :param alarm_topic: Default: no action.
+    :param profile: Default: from context.
+
+    Attributes: ``table``, ``key``, ``backup_plan`` (or None), ``alarms``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        partition_key: str,
+        sort_key: str | None = None,
+        encryption_key: kms.IKey | None = None,
+        alarm_topic: sns.ITopic | None = None,
+        profile: Profile | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.profile = profile or Profile.of(self)
+        self.key: kms.IKey = key_or_new(self, encryption_key, self.profile)
+        self.table, self.backup_plan = secure_table(
+            self,
+            "Resource",
+            partition_key=dynamodb.Attribute(name=partition_key, type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=sort_key, type=dynamodb.AttributeType.STRING) if sort_key else None,
+            key=self.key,
+            profile=self.profile,
+        )
+        self.alarms: list[cloudwatch.Alarm] = dynamodb_monitoring.alarms(self, self.table, alarm_topic)
+
+    def grant_items(self, grantee: iam.IGrantable, *actions: str) -> iam.Grant:
+        """The item ``actions`` named (e.g. ``dynamodb:UpdateItem``) on this table, with the key actions items need."""
+        require(bool(actions), "name at least one item action")
+        unknown = sorted(set(actions) - ITEM_ACTIONS)
+        require(not unknown, f"only item actions may be granted ({', '.join(sorted(ITEM_ACTIONS))}), got {', '.join(unknown)}")
+        return self.table.grant(grantee, *actions).combine(grant_key_for_items(self.key, grantee))
+
+    def dashboard_widgets(self, title: str) -> list[cloudwatch.IWidget]:
+        return dynamodb_monitoring.widgets(title, self.table)
