@@ -12,7 +12,9 @@ from .function import POWERTOOLS_VERSION, RUNTIME, HandlerFunction, powertools_l
 from .idempotency_table import IdempotencyTable
 from .kafka_cluster import KafkaCluster, KafkaClusterType
 from .kafka_event_source import KafkaEventSource, ProvisionedPollers
+from .message_broker import BrokerEngine, BrokerUser, MessageBroker
 from .monitoring import AlarmTopic, MonitoringDashboard
+from .mq_event_source import MqEventSource
 from .network import PrivateNetwork
 from .pipe import EventPipe
 from .profile import PRODUCTION, SANDBOX, Profile
@@ -24,6 +26,8 @@ from .topic import DELIVERY_LOGGING_PROTOCOLS, SecureTopic
 
 __all__ = [
     "AlarmTopic",
+    "BrokerEngine",
+    "BrokerUser",
     "DELIVERY_LOGGING_PROTOCOLS",
     "EncryptionKey",
     "EventBus",
@@ -35,7 +39,9 @@ __all__ = [
     "KafkaClusterType",
     "KafkaEventSource",
     "KeyUser",
+    "MessageBroker",
     "MonitoringDashboard",
+    "MqEventSource",
     "POWERTOOLS_VERSION",
     "PRODUCTION",
     "PrivateNetwork",

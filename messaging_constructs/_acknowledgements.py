@@ -2,11 +2,12 @@
 
 Each acknowledgement names one exact finding id (rule and, for multi-finding
 rules, the action or resource), the construct it applies to, and the reason.
-They fall in three kinds only:
+They fall in four kinds only:
 
 - ``RULE_DEFECT``: the rule misjudges a correct configuration;
 - ``AWS_REQUIRED``: a wildcard that AWS itself requires;
-- ``SANDBOX_COST``: a cost or teardown choice of the sandbox profile only.
+- ``SANDBOX_COST``: a cost or teardown choice of the sandbox profile only;
+- ``NOT_OFFERED``: the control the rule asks for does not exist for the service.
 
 Each acknowledgement is also recorded as construct metadata so that the
 compliance report can list it with its reason.
@@ -30,6 +31,7 @@ ACKNOWLEDGE_CONTEXT_KEY = "messaging-blueprints:acknowledge"
 RULE_DEFECT = "rule defect"
 AWS_REQUIRED = "wildcard AWS requires"
 SANDBOX_COST = "sandbox cost choice"
+NOT_OFFERED = "not offered by AWS"
 
 
 def acknowledge(scope: IConstruct, finding_id: str, kind: str, reason: str) -> None:
@@ -84,6 +86,16 @@ def sqs_event_source_destination(function: IConstruct) -> None:
         "Serverless-LambdaEventSourceMappingDestination",
         RULE_DEFECT,
         "SQS event source mappings accept no on-failure destination; failed messages reach the source queue's dead-letter queue through its redrive policy.",
+    )
+
+
+def mq_event_source_destination(mapping: IConstruct) -> None:
+    acknowledge(
+        mapping,
+        "Serverless-LambdaEventSourceMappingDestination",
+        RULE_DEFECT,
+        "Amazon MQ event source mappings accept no on-failure destination; the broker redelivers a failed batch and then "
+        "dead-letters it to a queue on the broker, which alarms.",
     )
 
 
@@ -156,3 +168,19 @@ def backup_service_role(selection: IConstruct) -> None:
         AWS_REQUIRED,
         "AWS Backup's own service-role policy, which AWS maintains as the services it backs up change; the role can be assumed by AWS Backup only.",
     )
+
+
+# --- Amazon MQ --------------------------------------------------------------
+
+
+def broker_secrets_without_rotation(secrets) -> None:
+    """Amazon MQ has no rotation integration with Secrets Manager."""
+    for secret in secrets:
+        for finding_id in ("AwsSolutions-SMG4", "HIPAA.Security-SecretsManagerRotationEnabled", "NIST.800.53.R5-SecretsManagerRotationEnabled"):
+            acknowledge(
+                secret,
+                finding_id,
+                NOT_OFFERED,
+                "Amazon MQ offers no rotation for broker users; a password changes on the broker (MQ UpdateUser for ActiveMQ, applied at the "
+                "next reboot; the management API for RabbitMQ) and then in this secret, as docs/exercise-05.md describes.",
+            )

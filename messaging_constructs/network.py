@@ -148,7 +148,12 @@ class PrivateNetwork(Construct):
 
 def _drop_redundant_dependency(vpc: ec2.Vpc) -> None:
     """The default-security-group handler CDK adds references its role and also depends on it (cfn-lint W3005)."""
-    provider = Stack.of(vpc).node.try_find_child("Custom::VpcRestrictDefaultSGCustomResourceProvider")
+    drop_provider_role_dependency(Stack.of(vpc), "Custom::VpcRestrictDefaultSGCustomResourceProvider")
+
+
+def drop_provider_role_dependency(stack: Stack, provider_id: str) -> None:
+    """A CDK custom-resource provider's handler references its role and also depends on it (cfn-lint W3005): keep the reference only."""
+    provider = stack.node.try_find_child(provider_id)
     if provider is None:
         return
     handler, role = provider.node.try_find_child("Handler"), provider.node.try_find_child("Role")

@@ -6,11 +6,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Duration, Stack, triggers
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
+from constructs import Construct
 
 from messaging_constructs import (
     RUNTIME,
@@ -23,6 +24,7 @@ from messaging_constructs import (
     Profile,
     SecureQueue,
 )
+from messaging_constructs.network import drop_provider_role_dependency
 
 from ._paths import lambda_code, layer_code
 
@@ -105,6 +107,12 @@ class Blueprint:
         )
         self.dashboard.add_section(f"{construct_id} function", fn.dashboard_widgets(construct_id))
         return fn
+
+    def trigger(self, construct_id: str, fn: HandlerFunction, *, after: Sequence[Construct]) -> triggers.Trigger:
+        """Invoke ``fn`` during deployment, once ``after`` exist, and again whenever ``fn`` changes."""
+        trigger = triggers.Trigger(self.stack, construct_id, handler=fn.function, execute_after=list(after), execute_on_handler_change=True)
+        drop_provider_role_dependency(self.stack, "AWSCDK.TriggerCustomResourceProviderCustomResourceProvider")
+        return trigger
 
     def layer(self, name: str, description: str) -> lambda_.LayerVersion:
         """The layer built at set-up from ``layers/<name>/requirements.txt`` (see scripts/build_layers.py)."""

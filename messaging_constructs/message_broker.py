@@ -1,0 +1,408 @@
+"""MessageBroker: an Amazon MQ broker (RabbitMQ or ActiveMQ) in private subnets, reached over TLS by named peers only."""
+
+from __future__ import annotations
+
+import base64
+import enum
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from xml.sax.saxutils import quoteattr
+
+from aws_cdk import Fn, Names, Stack, Token
+from aws_cdk import aws_amazonmq as amazonmq
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from . import _acknowledgements as ack
+from ._validation import check_range, require
+from .encryption import key_or_new
+from .monitoring import mq as mq_monitoring
+from .network import PrivateNetwork
+from .profile import Profile
+
+
+class BrokerEngine(enum.Enum):
+    """The broker engine, with its current default version and the TLS ports it listens on."""
+
+    RABBITMQ = "RABBITMQ"
+    ACTIVEMQ = "ACTIVEMQ"
+
+    @property
+    def default_version(self) -> str:
+        return {"RABBITMQ": "3.13", "ACTIVEMQ": "5.18"}[self.value]
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """Protocol name to TLS port, as Amazon MQ exposes them."""
+        if self is BrokerEngine.RABBITMQ:
+            return {"amqps": 5671, "console": 443}
+        return {"openwire": 61617, "amqps": 5671, "stomp": 61614, "mqtt": 8883, "wss": 61619, "console": 8162}
+
+    @property
+    def event_source_port(self) -> int:
+        """The port Lambda's event source mapping consumes on: AMQPS for RabbitMQ, OpenWire for ActiveMQ."""
+        return 5671 if self is BrokerEngine.RABBITMQ else 61617
+
+
+#: The smallest broker, single-instance only: the sandbox's choice.
+SANDBOX_INSTANCE_TYPE = "mq.t3.micro"
+PRODUCTION_INSTANCE_TYPE = "mq.m5.large"
+#: Memory of each instance type, for the RabbitMQ memory alarm (RabbitMQ's high watermark is 40% of it by default).
+INSTANCE_MEMORY_GIB = {"mq.t3.micro": 1, "mq.m5.large": 8, "mq.m5.xlarge": 16, "mq.m5.2xlarge": 32, "mq.m5.4xlarge": 64}
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,50}")
+_USERNAME = re.compile(r"[A-Za-z0-9_.~-]{2,100}")
+
+
+@dataclass(frozen=True)
+class BrokerUser:
+    """A broker user and the secret holding its generated password (``{"username", "password"}``)."""
+
+    username: str
+    secret: secretsmanager.Secret
+
+
+class MessageBroker(Construct):
+    """An Amazon MQ broker that is never public, with generated credentials, logs, alarms and a maintenance window.
+
+    - in the network's isolated subnets: one subnet for a single instance,
+      two for an ActiveMQ active/standby pair, every subnet for a RabbitMQ
+      cluster; ``publicly_accessible`` is always false;
+    - a security group with no rules but those that :meth:`allow_client`
+      adds (named peers, the engine's TLS ports only) and those the event
+      source mappings need (itself, and HTTPS to the interface endpoints);
+    - an administrator (console access) and an application user, each with a
+      32-character generated password in a Secrets Manager secret encrypted
+      with the CMK. CloudFormation creates both users on ActiveMQ; on
+      RabbitMQ it accepts only the administrator, so the application user's
+      secret is created here and the user itself inside RabbitMQ (see
+      Exercise05's topology function). Amazon MQ offers no managed rotation:
+      rotate by setting a new password on the broker (the MQ ``UpdateUser``
+      API for ActiveMQ, applied at the next reboot; the RabbitMQ management
+      API for RabbitMQ) and then in the secret;
+    - encryption at rest with the CMK on ActiveMQ; RabbitMQ brokers accept
+      only a key AWS owns, which Amazon MQ then uses;
+    - general logs (and audit logs on ActiveMQ) to CloudWatch Logs; Amazon MQ
+      creates those log groups itself under ``/aws/amazonmq/broker/``, so
+      they are encrypted with CloudWatch's own key and kept until deleted;
+    - automatic minor version upgrades in a weekly maintenance window
+      (Sunday 03:00 UTC by default);
+    - sandbox: a single ``mq.t3.micro`` instance; production: ``mq.m5.large``
+      as a 3-node RabbitMQ cluster or an ActiveMQ active/standby pair across AZs;
+    - ActiveMQ: a configuration that gives every queue its own dead-letter
+      queue ``DLQ.<queue>``, so poison messages are kept per queue;
+    - alarms on CPU, memory (RabbitMQ node memory or ActiveMQ JVM heap),
+      storage (RabbitMQ free disk or ActiveMQ store use) and connections;
+      :meth:`add_queue_alarm` adds queue-depth alarms.
+
+    :param engine: ``RABBITMQ`` or ``ACTIVEMQ``. Required.
+    :param network: Required.
+    :param engine_version: Default: ``3.13`` for RabbitMQ, ``5.18`` for ActiveMQ.
+    :param instance_type: Default: the profile's.
+    :param broker_name: Default: a unique name from the construct path (at most 50 characters).
+    :param admin_username: Default: ``admin``.
+    :param application_username: Default: ``app``.
+    :param maintenance_day: Default: ``SUNDAY``.
+    :param maintenance_time: ``HH:MM`` UTC. Default: ``03:00``.
+    :param max_connections: connection-count alarm threshold. Default: 100.
+    :param encryption_key: the secrets, and data at rest on ActiveMQ. Default: a new key with rotation.
+    :param alarm_topic: Default: no action.
+    :param profile: Default: from context.
+
+    Attributes: ``broker`` (the ``CfnBroker``), ``broker_arn``,
+    ``broker_name``, ``engine``, ``security_group``, ``connections``,
+    ``admin``, ``application`` (:class:`BrokerUser`), ``alarms``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        engine: BrokerEngine,
+        network: PrivateNetwork,
+        engine_version: str | None = None,
+        instance_type: str | None = None,
+        broker_name: str | None = None,
+        admin_username: str = "admin",
+        application_username: str = "app",
+        maintenance_day: str = "SUNDAY",
+        maintenance_time: str = "03:00",
+        max_connections: int = 100,
+        encryption_key: kms.IKey | None = None,
+        alarm_topic: sns.ITopic | None = None,
+        profile: Profile | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.profile = profile or Profile.of(self)
+        self.engine = engine
+        self.network = network
+        self._alarm_topic = alarm_topic
+        self.broker_name = broker_name or Names.unique_resource_name(self, max_length=50, separator="-")
+        if not Token.is_unresolved(self.broker_name):
+            require(bool(_NAME.fullmatch(self.broker_name)), f"broker_name must be 1 to 50 letters, digits, '-' or '_', got {self.broker_name!r}")
+        for label, name in (("admin_username", admin_username), ("application_username", application_username)):
+            require(bool(_USERNAME.fullmatch(name)), f"{label} must be 2 to 100 of letters, digits and '_.~-', got {name!r}")
+        require(admin_username != application_username, "admin_username and application_username must differ")
+        require(
+            maintenance_day in ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY"),
+            f"maintenance_day must be a day of the week in capitals, got {maintenance_day!r}",
+        )
+        require(bool(re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", maintenance_time)), f"maintenance_time must be HH:MM, got {maintenance_time!r}")
+        check_range("max_connections", max_connections, 1, 100000)
+        instance_type = instance_type or (PRODUCTION_INSTANCE_TYPE if self.profile.is_production else SANDBOX_INSTANCE_TYPE)
+        require(instance_type.startswith("mq."), f"instance_type must be an Amazon MQ type such as mq.m5.large, got {instance_type!r}")
+        self.key: kms.IKey = key_or_new(self, encryption_key, self.profile)
+
+        if self.profile.is_production:
+            deployment_mode = "CLUSTER_MULTI_AZ" if engine is BrokerEngine.RABBITMQ else "ACTIVE_STANDBY_MULTI_AZ"
+        else:
+            deployment_mode = "SINGLE_INSTANCE"
+        require(
+            not (instance_type == "mq.t3.micro" and deployment_mode != "SINGLE_INSTANCE"),
+            "mq.t3.micro brokers can only be single instances; choose a larger instance_type",
+        )
+        self.deployment_mode = deployment_mode
+        subnets = network.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED).subnet_ids
+        count = {"SINGLE_INSTANCE": 1, "ACTIVE_STANDBY_MULTI_AZ": 2, "CLUSTER_MULTI_AZ": len(subnets)}[deployment_mode]
+        require(len(subnets) >= count, f"a {deployment_mode} broker needs {count} subnets in different AZs, the network has {len(subnets)}")
+
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "SecurityGroup",
+            vpc=network.vpc,
+            allow_all_outbound=False,
+            description=f"Amazon MQ {engine.value} broker: TLS ports from named peers only",
+        )
+        self.connections = ec2.Connections(security_groups=[self.security_group], default_port=ec2.Port.tcp(engine.event_source_port))
+
+        self.admin = self._user("Admin", admin_username, "administrator")
+        self.application = self._user("Application", application_username, "application")
+        users = [_cfn_user(self.admin, console_access=True, groups=["admin"])]
+        if engine is BrokerEngine.ACTIVEMQ:
+            users.append(_cfn_user(self.application, console_access=False, groups=[]))
+
+        logs_policy = _allow_amazonmq_logs(self)
+        configuration = None
+        if engine is BrokerEngine.ACTIVEMQ:
+            config = amazonmq.CfnConfiguration(
+                self,
+                "Configuration",
+                name=f"{self.broker_name}-config",
+                engine_type=engine.value,
+                engine_version=engine_version or engine.default_version,
+                description="Every queue dead-letters to its own DLQ.<queue>",
+                data=base64.b64encode(activemq_configuration().encode()).decode(),
+            )
+            configuration = amazonmq.CfnBroker.ConfigurationIdProperty(id=config.attr_id, revision=config.attr_revision)
+
+        self.broker = amazonmq.CfnBroker(
+            self,
+            "Resource",
+            broker_name=self.broker_name,
+            engine_type=engine.value,
+            engine_version=engine_version or engine.default_version,
+            host_instance_type=instance_type,
+            deployment_mode=deployment_mode,
+            publicly_accessible=False,
+            subnet_ids=subnets[:count],
+            security_groups=[self.security_group.security_group_id],
+            users=users,
+            auto_minor_version_upgrade=True,
+            maintenance_window_start_time=amazonmq.CfnBroker.MaintenanceWindowProperty(
+                day_of_week=maintenance_day, time_of_day=maintenance_time, time_zone="UTC"
+            ),
+            logs=amazonmq.CfnBroker.LogListProperty(general=True, audit=True if engine is BrokerEngine.ACTIVEMQ else None),
+            encryption_options=(
+                amazonmq.CfnBroker.EncryptionOptionsProperty(use_aws_owned_key=False, kms_key_id=self.key.key_arn)
+                if engine is BrokerEngine.ACTIVEMQ
+                else amazonmq.CfnBroker.EncryptionOptionsProperty(use_aws_owned_key=True)
+            ),
+            configuration=configuration,
+        )
+        self.broker.apply_removal_policy(self.profile.removal_policy)
+        self.broker.node.add_dependency(logs_policy)
+        self.broker_arn: str = self.broker.attr_arn
+
+        self.instances = [f"{self.broker_name}-1", f"{self.broker_name}-2"] if deployment_mode == "ACTIVE_STANDBY_MULTI_AZ" else [f"{self.broker_name}-1"]
+        if engine is BrokerEngine.ACTIVEMQ:
+            self.alarms: list[cloudwatch.Alarm] = mq_monitoring.activemq_alarms(
+                self,
+                self.broker_name,
+                self.instances,
+                cpu_percent=80,
+                heap_percent=80,
+                store_percent=80,
+                max_connections=max_connections,
+                alarm_topic=alarm_topic,
+            )
+        else:
+            memory = INSTANCE_MEMORY_GIB.get(instance_type)
+            require(memory is not None, f"no memory figure for {instance_type}; use one of {', '.join(sorted(INSTANCE_MEMORY_GIB))}")
+            self.alarms = mq_monitoring.rabbitmq_alarms(
+                self,
+                self.broker_name,
+                cpu_percent=80,
+                memory_bytes=0.8 * 0.4 * memory * 2**30,
+                disk_free_bytes=4 * 2**30,
+                max_connections=max_connections,
+                alarm_topic=alarm_topic,
+            )
+        self._queues: list[str] = []
+        self._event_source_rules_added = False
+        ack.broker_secrets_without_rotation([self.admin.secret, self.application.secret])
+
+    def _user(self, construct_id: str, username: str, role: str) -> BrokerUser:
+        secret = secretsmanager.Secret(
+            self,
+            f"{construct_id}Secret",
+            description=f"Amazon MQ {self.engine.value} broker {self.broker_name}: the {role} user",
+            encryption_key=self.key,
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                secret_string_template=f'{{"username": "{username}"}}',
+                generate_string_key="password",
+                password_length=32,
+                # Amazon MQ refuses commas, colons and equals signs; the rest of punctuation only complicates URLs.
+                exclude_punctuation=True,
+            ),
+            removal_policy=self.profile.removal_policy,
+        )
+        return BrokerUser(username=username, secret=secret)
+
+    # --- endpoints -----------------------------------------------------------
+
+    @property
+    def amqps_endpoint(self) -> str:
+        """``amqps://<host>:5671`` of the (first) broker instance."""
+        return Fn.select(0, self.broker.attr_amqp_endpoints)
+
+    @property
+    def stomp_endpoint(self) -> str:
+        """``stomp+ssl://<host>:61614`` of the first ActiveMQ instance."""
+        require(self.engine is BrokerEngine.ACTIVEMQ, "only ActiveMQ brokers speak STOMP")
+        return Fn.select(0, self.broker.attr_stomp_endpoints)
+
+    @property
+    def console_url(self) -> str:
+        """The web console; for RabbitMQ also the management HTTP API (port 443)."""
+        return Fn.select(0, self.broker.attr_console_ur_ls)
+
+    @property
+    def host(self) -> str:
+        """The first instance's host name, from its AMQPS endpoint."""
+        return Fn.select(0, Fn.split(":", Fn.select(1, Fn.split("//", self.amqps_endpoint))))
+
+    # --- access --------------------------------------------------------------
+
+    def allow_client(self, peer: ec2.IConnectable, *protocols: str, description: str = "client") -> None:
+        """Let ``peer`` reach the broker on the named protocols' TLS ports (default: AMQPS for RabbitMQ, OpenWire for ActiveMQ).
+
+        Protocols: RabbitMQ ``amqps``, ``console``; ActiveMQ ``openwire``,
+        ``amqps``, ``stomp``, ``mqtt``, ``wss``, ``console``.
+        """
+        ports = self.engine.ports
+        for protocol in protocols or ("amqps" if self.engine is BrokerEngine.RABBITMQ else "openwire",):
+            require(protocol in ports, f"{self.engine.value} brokers have no {protocol!r} port; choose from {', '.join(ports)}")
+            self.connections.allow_from(peer, ec2.Port.tcp(ports[protocol]), f"{description}: {protocol} over TLS")
+
+    def allow_event_source_mappings(self) -> None:
+        """What Lambda's event source mappings need: their network interfaces share the broker's security group,
+        reach the broker through it and Lambda, STS and Secrets Manager through the network's interface endpoints."""
+        if self._event_source_rules_added:
+            return
+        self._event_source_rules_added = True
+        port = ec2.Port.tcp(self.engine.event_source_port)
+        self.security_group.add_ingress_rule(self.security_group, port, "Event source mappings within the broker group")
+        self.security_group.add_egress_rule(self.security_group, port, "Event source mappings within the broker group")
+        self.security_group.add_egress_rule(self.network.endpoint_security_group, ec2.Port.tcp(443), "HTTPS to the VPC interface endpoints")
+        self.network.allow_endpoint_access(self.security_group)
+        for service in (
+            ec2.InterfaceVpcEndpointAwsService.LAMBDA_,
+            ec2.InterfaceVpcEndpointAwsService.STS,
+            ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
+        ):
+            self.network.ensure_interface_endpoint(service)
+
+    def grant_read_credentials(self, grantee: iam.IGrantable, user: str = "application") -> iam.Grant:
+        """Read the secret of the ``application`` (default) or ``admin`` user, and decrypt it with the key."""
+        require(user in ("application", "admin"), f"user must be 'application' or 'admin', got {user!r}")
+        return (self.application if user == "application" else self.admin).secret.grant_read(grantee)
+
+    # --- monitoring ----------------------------------------------------------
+
+    def metric(self, metric_name: str, **options) -> cloudwatch.Metric:
+        """A broker-level metric (RabbitMQ: ``MessageCount``, ``ConnectionCount``...; ActiveMQ: of the first instance). Default: average over 5 minutes."""
+        broker = self.broker_name if self.engine is BrokerEngine.RABBITMQ else self.instances[0]
+        return mq_monitoring.metric({"Broker": broker}, metric_name, **options)
+
+    def metric_queue_depth(self, queue: str, *, virtual_host: str = "/", **options) -> cloudwatch.Metric:
+        """Messages in ``queue``. Default: maximum over 5 minutes."""
+        return mq_monitoring.queue_depth(self.engine.value, self.broker_name, queue, virtual_host=virtual_host, **options)
+
+    def add_queue_alarm(self, construct_id: str, queue: str, *, threshold: int, virtual_host: str = "/") -> cloudwatch.Alarm:
+        """Alarm when ``queue`` holds ``threshold`` messages or more (use 1 for a dead-letter queue)."""
+        check_range("threshold", threshold, 1, 1e9)
+        alarm = mq_monitoring.queue_depth_alarm(
+            self, construct_id, self.engine.value, self.broker_name, queue, threshold=threshold, virtual_host=virtual_host, alarm_topic=self._alarm_topic
+        )
+        self._queues.append(queue)
+        self.alarms.append(alarm)
+        return alarm
+
+    def dashboard_widgets(self, title: str, virtual_host: str = "/") -> list[cloudwatch.IWidget]:
+        return mq_monitoring.widgets(title, self.engine.value, self.broker_name, self.instances, self._queues, virtual_host)
+
+
+def activemq_configuration() -> str:
+    """The ActiveMQ broker configuration: a dead-letter queue per queue (``DLQ.<queue>``), expired messages not dead-lettered."""
+    strategy = '<individualDeadLetterStrategy queuePrefix={} useQueueForQueueMessages="true" processExpired="false"/>'.format(quoteattr("DLQ."))
+    return (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        '<broker schedulePeriodForDestinationPurge="10000" xmlns="http://activemq.apache.org/schema/core">\n'
+        "  <destinationPolicy>\n"
+        "    <policyMap>\n"
+        "      <policyEntries>\n"
+        '        <policyEntry queue="&gt;">\n'
+        f"          <deadLetterStrategy>{strategy}</deadLetterStrategy>\n"
+        "        </policyEntry>\n"
+        "      </policyEntries>\n"
+        "    </policyMap>\n"
+        "  </destinationPolicy>\n"
+        "</broker>\n"
+    )
+
+
+def _cfn_user(user: BrokerUser, *, console_access: bool, groups: Sequence[str]) -> amazonmq.CfnBroker.UserProperty:
+    return amazonmq.CfnBroker.UserProperty(
+        username=user.username,
+        password=user.secret.secret_value_from_json("password").unsafe_unwrap(),
+        console_access=console_access,
+        groups=list(groups) or None,
+    )
+
+
+def _allow_amazonmq_logs(scope: Construct) -> logs.ResourcePolicy:
+    """Amazon MQ writes broker logs only where a CloudWatch Logs resource policy lets it; one per stack."""
+    stack = Stack.of(scope)
+    existing = stack.node.try_find_child("AmazonMqLogsPolicy")
+    if isinstance(existing, logs.ResourcePolicy):
+        return existing
+    return logs.ResourcePolicy(
+        stack,
+        "AmazonMqLogsPolicy",
+        resource_policy_name=f"{stack.stack_name}-amazonmq-logs",
+        policy_statements=[
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("mq.amazonaws.com")],
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:/aws/amazonmq/*"],
+                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+            )
+        ],
+    )

@@ -1,0 +1,188 @@
+"""MessageBroker and MqEventSource: what each promises, per engine and profile, and the checks on bad props."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from messaging_constructs import BrokerEngine, HandlerFunction, MessageBroker, MqEventSource, PrivateNetwork
+from stacks._paths import lambda_code
+
+from .helpers import new_stack, only, resources, template
+
+
+def _broker(engine: BrokerEngine = BrokerEngine.RABBITMQ, profile: str = "sandbox", **options):
+    stack = new_stack(profile)
+    network = PrivateNetwork(stack, "Network")
+    return stack, network, MessageBroker(stack, "Broker", engine=engine, network=network, **options)
+
+
+def _function(stack, network, construct_id="Consumer"):
+    return HandlerFunction(stack, construct_id, code_path=lambda_code("billing_consumer"), service_name="consumer", network=network)
+
+
+def _statements(stack) -> list[dict]:
+    return [s for p in resources(stack, "AWS::IAM::ManagedPolicy").values() for s in p["Properties"]["PolicyDocument"]["Statement"]]
+
+
+def _actions(statement: dict) -> list[str]:
+    return statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+
+
+@pytest.mark.parametrize(
+    ("engine", "profile", "mode", "subnets", "instance_type"),
+    [
+        (BrokerEngine.RABBITMQ, "sandbox", "SINGLE_INSTANCE", 1, "mq.t3.micro"),
+        (BrokerEngine.ACTIVEMQ, "sandbox", "SINGLE_INSTANCE", 1, "mq.t3.micro"),
+        (BrokerEngine.RABBITMQ, "production", "CLUSTER_MULTI_AZ", 2, "mq.m5.large"),
+        (BrokerEngine.ACTIVEMQ, "production", "ACTIVE_STANDBY_MULTI_AZ", 2, "mq.m5.large"),
+    ],
+)
+def test_deployment_per_engine_and_profile(engine, profile, mode, subnets, instance_type):
+    stack, _, broker = _broker(engine, profile)
+    _, resource = only(resources(stack, "AWS::AmazonMQ::Broker"))
+    props = resource["Properties"]
+    assert props["DeploymentMode"] == mode and len(props["SubnetIds"]) == subnets and props["HostInstanceType"] == instance_type
+    assert props["PubliclyAccessible"] is False and props["AutoMinorVersionUpgrade"] is True
+    assert props["EngineVersion"] == engine.default_version
+    assert props["MaintenanceWindowStartTime"] == {"DayOfWeek": "SUNDAY", "TimeOfDay": "03:00", "TimeZone": "UTC"}
+    assert props["Logs"]["General"] is True
+    assert resource["DeletionPolicy"] == ("Retain" if profile == "production" else "Delete")
+
+
+def test_activemq_encrypts_with_the_key_keeps_audit_logs_and_dead_letters_per_queue():
+    stack, _, broker = _broker(BrokerEngine.ACTIVEMQ)
+    _, resource = only(resources(stack, "AWS::AmazonMQ::Broker"))
+    props = resource["Properties"]
+    assert props["EncryptionOptions"]["UseAwsOwnedKey"] is False and "Fn::GetAtt" in props["EncryptionOptions"]["KmsKeyId"]
+    assert props["Logs"]["Audit"] is True
+    assert [u["Username"] for u in props["Users"]] == ["admin", "app"]
+    assert [u["ConsoleAccess"] for u in props["Users"]] == [True, False]
+    _, config = only(resources(stack, "AWS::AmazonMQ::Configuration"))
+    xml = base64.b64decode(config["Properties"]["Data"]).decode()
+    assert "individualDeadLetterStrategy" in xml and 'queuePrefix="DLQ."' in xml and 'queue="&gt;"' in xml
+
+
+def test_rabbitmq_uses_an_aws_owned_key_and_one_user():
+    stack, _, broker = _broker(BrokerEngine.RABBITMQ)
+    _, resource = only(resources(stack, "AWS::AmazonMQ::Broker"))
+    props = resource["Properties"]
+    assert props["EncryptionOptions"] == {"UseAwsOwnedKey": True}
+    assert [u["Username"] for u in props["Users"]] == ["admin"]
+    assert "Audit" not in props["Logs"]
+    assert not resources(stack, "AWS::AmazonMQ::Configuration")
+
+
+def test_passwords_are_generated_in_secrets_encrypted_with_the_key():
+    stack, _, broker = _broker(BrokerEngine.ACTIVEMQ)
+    secrets = resources(stack, "AWS::SecretsManager::Secret")
+    assert len(secrets) == 2
+    for secret in secrets.values():
+        props = secret["Properties"]
+        assert "KmsKeyId" in props and props["GenerateSecretString"]["PasswordLength"] == 32
+        assert props["GenerateSecretString"]["ExcludePunctuation"] is True
+    _, resource = only(resources(stack, "AWS::AmazonMQ::Broker"))
+    for user in resource["Properties"]["Users"]:
+        rendered = json.dumps(user["Password"])
+        assert "resolve:secretsmanager" in rendered  # a dynamic reference, never a literal
+
+
+def test_security_group_admits_only_named_peers_on_tls_ports():
+    stack, network, broker = _broker(BrokerEngine.ACTIVEMQ)
+    fn = _function(stack, network)
+    broker.allow_client(fn.function, "stomp", "openwire")
+    t = template(stack).to_json()["Resources"]
+    group = stack.get_logical_id(broker.security_group.node.default_child)
+    ingress = [r["Properties"] for r in t.values() if r["Type"] == "AWS::EC2::SecurityGroupIngress" and r["Properties"]["GroupId"]["Fn::GetAtt"][0] == group]
+    assert sorted(r["FromPort"] for r in ingress) == [61614, 61617]
+    assert all("SourceSecurityGroupId" in r for r in ingress)
+    assert "SecurityGroupIngress" not in t[group]["Properties"]
+
+
+def test_unknown_protocol_is_refused():
+    stack, network, broker = _broker(BrokerEngine.RABBITMQ)
+    with pytest.raises(ValueError, match="RABBITMQ brokers have no 'stomp' port"):
+        broker.allow_client(_function(stack, network).function, "stomp")
+
+
+@pytest.mark.parametrize(("engine", "metrics"), [(BrokerEngine.ACTIVEMQ, {"CpuUtilization", "HeapUsage", "StorePercentUsage", "CurrentConnectionsCount"})])
+def test_activemq_alarms(engine, metrics):
+    stack, _, broker = _broker(engine)
+    names = {a["Properties"].get("MetricName") for a in resources(stack, "AWS::CloudWatch::Alarm").values()}
+    assert metrics <= names
+    dims = {d["Value"] for a in resources(stack, "AWS::CloudWatch::Alarm").values() for d in a["Properties"].get("Dimensions", [])}
+    assert dims == {f"{broker.broker_name}-1"}
+
+
+def test_rabbitmq_alarms_take_the_worst_node():
+    stack, _, broker = _broker(BrokerEngine.RABBITMQ)
+    alarms = [a["Properties"] for a in resources(stack, "AWS::CloudWatch::Alarm").values()]
+    queries = [m["Expression"] for a in alarms for m in a.get("Metrics", []) if "Expression" in m]
+    assert any("MAX(SystemCpuUtilization)" in q for q in queries) and any("MAX(RabbitMQMemUsed)" in q for q in queries)
+    assert any("MIN(RabbitMQDiskFree)" in q for q in queries)
+    assert any(a.get("MetricName") == "ConnectionCount" for a in alarms)
+    memory = [a for a in alarms if any("RabbitMQMemUsed" in m.get("Expression", "") for m in a.get("Metrics", []))]
+    assert memory[0]["Threshold"] == pytest.approx(0.8 * 0.4 * 2**30)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (dict(broker_name="has space"), "broker_name must be"),
+        (dict(admin_username="a"), "admin_username must be"),
+        (dict(admin_username="same", application_username="same"), "must differ"),
+        (dict(maintenance_day="Sunday"), "maintenance_day must be"),
+        (dict(maintenance_time="3am"), "maintenance_time must be HH:MM"),
+        (dict(instance_type="m5.large"), "instance_type must be an Amazon MQ type"),
+        (dict(instance_type="mq.m7g.medium"), "no memory figure for mq.m7g.medium"),
+    ],
+)
+def test_bad_broker_props_are_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        _broker(**options)
+
+
+def test_t3_micro_cannot_be_a_cluster():
+    with pytest.raises(ValueError, match="single instances"):
+        _broker(BrokerEngine.RABBITMQ, "production", instance_type="mq.t3.micro")
+
+
+@pytest.mark.parametrize(("engine", "dead_letter"), [(BrokerEngine.RABBITMQ, "orders.dead-letter"), (BrokerEngine.ACTIVEMQ, "DLQ.orders")])
+def test_event_source_mapping(engine, dead_letter):
+    stack, network, broker = _broker(engine)
+    consumer = _function(stack, network)
+    source = MqEventSource(stack, "Source", broker=broker, consumer=consumer, queue="orders", batch_size=20)
+    _, mapping = only(resources(stack, "AWS::Lambda::EventSourceMapping"))
+    props = mapping["Properties"]
+    assert props["Queues"] == ["orders"] and props["BatchSize"] == 20 and props["MaximumBatchingWindowInSeconds"] == 1
+    types = [c["Type"] for c in props["SourceAccessConfigurations"]]
+    assert types == (["BASIC_AUTH", "VIRTUAL_HOST"] if engine is BrokerEngine.RABBITMQ else ["BASIC_AUTH"])
+    assert source.dead_letter_queue == dead_letter
+    depth_alarms = [
+        a["Properties"] for a in resources(stack, "AWS::CloudWatch::Alarm").values() if a["Properties"].get("MetricName") in ("MessageCount", "QueueSize")
+    ]
+    queues = {d["Value"] for a in depth_alarms for d in a["Dimensions"] if d["Name"] == "Queue"}
+    assert queues == {"orders", dead_letter}
+    assert any(a["Threshold"] == 1 for a in depth_alarms)
+    statements = _statements(stack)
+    assert any(_actions(s) == ["mq:DescribeBroker"] and s["Resource"] == {"Fn::GetAtt": [stack.get_logical_id(broker.broker), "Arn"]} for s in statements)
+    assert any("secretsmanager:GetSecretValue" in _actions(s) for s in statements)
+    services = {json.dumps(e["Properties"]["ServiceName"]) for e in resources(stack, "AWS::EC2::VPCEndpoint").values()}
+    for service in ("lambda", "sts", "secretsmanager"):
+        assert any(f".{service}" in s for s in services), service
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (dict(batch_size=0), "batch_size must be between 1 and 10000"),
+        (dict(virtual_host="/other"), "virtual_host applies to RabbitMQ brokers only"),
+        (dict(dead_letter_queue="orders"), "dead_letter_queue must differ"),
+    ],
+)
+def test_bad_event_source_props_are_refused(options, message):
+    stack, network, broker = _broker(BrokerEngine.ACTIVEMQ)
+    with pytest.raises(ValueError, match=message):
+        MqEventSource(stack, "Source", broker=broker, consumer=_function(stack, network), queue="orders", **options)
