@@ -13,6 +13,7 @@ from messaging_constructs import Profile
 from stacks.compliance import add_packs
 from stacks.exercise_01_queues import Exercise01QueuesStack
 from stacks.exercise_02_eventbridge import Exercise02EventBridgeStack
+from stacks.exercise_03_streaming import Exercise03StreamingStack
 from stacks.exercise_04_event_sourcing import Exercise04EventSourcingStack
 
 
@@ -22,6 +23,7 @@ def build_app(app: App | None = None, *, compliance: bool = True) -> App:
     profile = Profile.of(app)
     Exercise01QueuesStack(app, "Exercise01Queues", profile=profile, description="Exercise 01: SQS and SNS fan-out with DLQs and redrive")
     Exercise02EventBridgeStack(app, "Exercise02EventBridge", profile=profile, description="Exercise 02: event-driven microservices on an EventBridge bus")
+    Exercise03StreamingStack(app, "Exercise03Streaming", profile=profile, description="Exercise 03: clickstream streaming on Amazon MSK")
     Exercise04EventSourcingStack(app, "Exercise04EventSourcing", profile=profile, description="Exercise 04: event sourcing and CQRS on DynamoDB")
     if compliance:
         add_packs(app)

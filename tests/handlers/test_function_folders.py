@@ -1,4 +1,4 @@
-"""Each function folder is its own deployment package: it may import only what Lambda provides."""
+"""Each function folder is its own deployment package: it may import only what Lambda and its layers provide."""
 
 import ast
 import sys
@@ -7,9 +7,42 @@ from pathlib import Path
 import pytest
 
 LAMBDAS_DIR = Path(__file__).resolve().parents[2] / "lambdas"
+LAYERS_DIR = Path(__file__).resolve().parents[2] / "build" / "layers"
 # The runtime (boto3, botocore) and the Powertools layer (which ships pydantic).
 PROVIDED = {"boto3", "botocore", "aws_lambda_powertools", "pydantic"}
 FUNCTIONS = sorted(path.name for path in LAMBDAS_DIR.iterdir() if (path / "handler.py").is_file())
+
+
+def _folder_of(service: str) -> str:
+    # A folder may hold more than one entry point: "<folder>-<entry>" (e.g. a rebuild).
+    return next((f for f in FUNCTIONS if service == f or service.startswith(f"{f}-")), service)
+
+
+def _layer_name(logical_id: str) -> str | None:
+    """``KafkaClientLayer1A2B3C4D`` -> ``kafka_client``, for the layers the blueprints build from layers/<name>."""
+    for folder in LAYERS_DIR.iterdir() if LAYERS_DIR.is_dir() else ():
+        if logical_id.startswith(folder.name.title().replace("_", "") + "Layer"):
+            return folder.name
+    return None
+
+
+@pytest.fixture(scope="module")
+def layer_packages(checked, template_json) -> dict[str, set[str]]:
+    """Per function folder, the top-level packages of the project layers its deployed functions have."""
+    packages: dict[str, set[str]] = {}
+    for stack in checked("sandbox").templates:
+        for resource in template_json("sandbox", stack)["Resources"].values():
+            if resource["Type"] != "AWS::Lambda::Function" or "Environment" not in resource["Properties"]:
+                continue
+            folder = _folder_of(resource["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"])
+            for layer in resource["Properties"].get("Layers", []):
+                name = _layer_name(layer["Ref"]) if isinstance(layer, dict) and "Ref" in layer else None
+                if name is not None:
+                    root = LAYERS_DIR / name / "python"
+                    packages.setdefault(folder, set()).update(
+                        p.name.removesuffix(".py") for p in root.iterdir() if not p.name.endswith((".dist-info", ".libs"))
+                    )
+    return packages
 
 
 def test_every_function_folder_is_deployed_by_a_blueprint_and_every_deployed_function_has_one(checked, template_json):
@@ -17,9 +50,7 @@ def test_every_function_folder_is_deployed_by_a_blueprint_and_every_deployed_fun
     for stack in checked("sandbox").templates:
         for resource in template_json("sandbox", stack)["Resources"].values():
             if resource["Type"] == "AWS::Lambda::Function" and "Environment" in resource["Properties"]:
-                service = resource["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]
-                # A folder may hold more than one entry point: "<folder>-<entry>" (e.g. a rebuild).
-                deployed.add(next((f for f in FUNCTIONS if service == f or service.startswith(f"{f}-")), service))
+                deployed.add(_folder_of(resource["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]))
     assert sorted(deployed) == FUNCTIONS
 
 
@@ -35,11 +66,11 @@ def imported_packages(source: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
-def test_a_function_imports_only_the_standard_library_the_runtime_and_powertools(function):
+def test_a_function_imports_only_the_standard_library_the_runtime_powertools_and_its_layers(function, layer_packages):
     folder = LAMBDAS_DIR / function
     local = {path.stem for path in folder.glob("*.py")}
     for source in folder.rglob("*.py"):
-        foreign = imported_packages(source) - set(sys.stdlib_module_names) - PROVIDED - local
+        foreign = imported_packages(source) - set(sys.stdlib_module_names) - PROVIDED - local - layer_packages.get(function, set())
         assert not foreign, f"{source.relative_to(LAMBDAS_DIR)} imports {sorted(foreign)}"
 
 

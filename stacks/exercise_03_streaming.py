@@ -1,0 +1,86 @@
+"""Exercise03Streaming: clickstream events through Amazon MSK, aggregated per user in DynamoDB."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Duration, Stack
+from constructs import Construct
+
+from messaging_constructs import KafkaCluster, KafkaEventSource, Profile, StateTable
+
+from ._blueprint import Blueprint
+
+TOPIC = "clickstream"
+CONSUMER_GROUP = "clickstream-aggregator"
+#: Partitions bound the consumer's parallelism: Lambda runs at most one batch per partition at a time.
+PARTITIONS = {"sandbox": 6, "production": 24}
+RETENTION = {"sandbox": Duration.days(1), "production": Duration.days(7)}
+#: The aggregator's batches: large, since its cost per record falls with batch size.
+BATCH_SIZE = 500
+BATCH_WINDOW = Duration.seconds(1)
+
+
+class Exercise03StreamingStack(Stack):
+    """Clickstream events keyed by user through an MSK topic.
+
+    - an MSK cluster (provisioned; IAM auth over TLS only; encrypted with the
+      stack's key; broker logs; alarms on broker CPU and disk) in an isolated
+      VPC with no internet route;
+    - the ``clickstream`` topic, created by CloudFormation through the MSK
+      topic API, with its partitions and retention per profile;
+    - a producer function in the VPC (invoked directly, also to generate load)
+      writing keyed records with IAM auth, idempotence, batching and lz4
+      compression; it looks the bootstrap brokers up at cold start;
+    - an aggregator function fed by a Lambda event source mapping (consumer
+      group ``clickstream-aggregator``, provisioned pollers, partial batch
+      responses, 3 retries, records at most 6 hours old, an on-failure queue
+      with an alarm) keeping per-user counts in DynamoDB, each record applied
+      at most once;
+    - a lag alarm on the consumer group.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, profile: Profile | None = None, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        blueprint = Blueprint.create(self, profile or Profile.of(self), interface_endpoints=[], network=True)
+        common, dashboard, network = blueprint.common, blueprint.dashboard, blueprint.network
+        assert network is not None
+        profile_name = blueprint.profile.name
+
+        cluster = KafkaCluster(self, "Cluster", network=network, **common)
+        dashboard.add_section("MSK cluster", cluster.dashboard_widgets("Cluster"))
+        topic = cluster.add_topic("ClickstreamTopic", TOPIC, partitions=PARTITIONS[profile_name], retention=RETENTION[profile_name])
+
+        producer = blueprint.function(
+            "Producer",
+            "clickstream_producer",
+            environment={"CLUSTER_ARN": cluster.cluster_arn, "TOPIC_NAME": TOPIC, "COMPRESSION_TYPE": "lz4"},
+            layers=[blueprint.layer("kafka_client", "confluent-kafka and the MSK IAM SASL signer")],
+            timeout=Duration.seconds(120),
+            memory_size=1024,
+        )
+        cluster.allow_client(producer.function, "Producer function")
+        cluster.grant_bootstrap_brokers(producer)
+        cluster.grant_produce(producer, TOPIC)
+
+        aggregates = StateTable(self, "Aggregates", partition_key="user_id", **common)
+        dashboard.add_section("Aggregates table", aggregates.dashboard_widgets("Aggregates"))
+        aggregator = blueprint.function("Aggregator", "clickstream_aggregator", environment={"AGGREGATES_TABLE": aggregates.table.table_name})
+        aggregates.grant_items(aggregator, "dynamodb:UpdateItem")
+        source = KafkaEventSource(
+            self,
+            "ClickstreamSource",
+            cluster=cluster,
+            consumer=aggregator,
+            topic=TOPIC,
+            consumer_group=CONSUMER_GROUP,
+            topic_resource=topic,
+            batch_size=BATCH_SIZE,
+            max_batching_window=BATCH_WINDOW,
+            **common,
+        )
+        dashboard.add_section("Clickstream consumer group", source.dashboard_widgets("Aggregator"))
+
+        CfnOutput(self, "ProducerFunctionName", value=producer.function.function_name)
+        CfnOutput(self, "ClusterArn", value=cluster.cluster_arn)
+        CfnOutput(self, "TopicName", value=TOPIC)
+        CfnOutput(self, "AggregatesTableName", value=aggregates.table.table_name)
+        CfnOutput(self, "OnFailureQueueUrl", value=source.on_failure_queue.queue.queue_url)
