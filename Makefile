@@ -2,7 +2,8 @@
 #
 #   make synth                      synthesize every blueprint, run the five cdk-nag packs and cfn-lint
 #   make synth PROFILE=production   the same for the production profile
-#   make test                       the whole test suite (both profiles)
+#   make test                       the whole test suite (both profiles), with a local RabbitMQ for the AMQP/STOMP tests
+#   make rabbitmq                   install (Debian, as root) and start that RabbitMQ on 127.0.0.1
 #   make deploy STACK=Exercise01Queues [PROFILE=...]
 
 PROFILE ?= sandbox
@@ -14,7 +15,7 @@ CDK := node_modules/.bin/cdk
 # jsii still runs on Node.js 20; keep its end-of-life banner out of every command's output.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: setup layers synth test lint bench deploy diff destroy clean
+.PHONY: setup layers rabbitmq synth test lint bench deploy diff destroy clean
 
 setup: $(VENV)/.installed node_modules/.installed layers
 
@@ -34,7 +35,12 @@ node_modules/.installed: package.json package-lock.json
 synth: setup
 	$(PY) -m scripts.compliance_report --profile $(PROFILE)
 
+# The AMQP, STOMP and topology tests talk to a real RabbitMQ; without one they are skipped (and fail under CI=true).
+rabbitmq:
+	bash scripts/start_rabbitmq.sh
+
 test: setup
+	@bash scripts/start_rabbitmq.sh || echo "make test: no local RabbitMQ; its tests will be skipped (they fail when CI is set)"
 	$(PY) -m pytest
 
 lint: setup
@@ -48,6 +54,10 @@ bench: setup
 	$(PY) benchmarks/eventbridge_api_calls.py
 	$(PY) benchmarks/eventbridge_consumer_cpu.py
 	$(PY) benchmarks/event_store_commands.py
+	$(PY) benchmarks/kafka_consumer_cpu.py
+	$(PY) benchmarks/mq_consumer_cpu.py
+	@bash scripts/start_rabbitmq.sh >/dev/null
+	$(PY) benchmarks/amqp_publish_rate.py
 
 deploy: setup
 	$(CDK) deploy $(STACK) -c profile=$(PROFILE)

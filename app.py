@@ -15,6 +15,7 @@ from stacks.exercise_01_queues import Exercise01QueuesStack
 from stacks.exercise_02_eventbridge import Exercise02EventBridgeStack
 from stacks.exercise_03_streaming import Exercise03StreamingStack
 from stacks.exercise_04_event_sourcing import Exercise04EventSourcingStack
+from stacks.exercise_05_enterprise_messaging import Exercise05EnterpriseMessagingStack
 
 
 def build_app(app: App | None = None, *, compliance: bool = True) -> App:
@@ -25,6 +26,9 @@ def build_app(app: App | None = None, *, compliance: bool = True) -> App:
     Exercise02EventBridgeStack(app, "Exercise02EventBridge", profile=profile, description="Exercise 02: event-driven microservices on an EventBridge bus")
     Exercise03StreamingStack(app, "Exercise03Streaming", profile=profile, description="Exercise 03: clickstream streaming on Amazon MSK")
     Exercise04EventSourcingStack(app, "Exercise04EventSourcing", profile=profile, description="Exercise 04: event sourcing and CQRS on DynamoDB")
+    Exercise05EnterpriseMessagingStack(
+        app, "Exercise05EnterpriseMessaging", profile=profile, description="Exercise 05: Amazon MQ (RabbitMQ and ActiveMQ) bridged to EventBridge"
+    )
     if compliance:
         add_packs(app)
     return app

@@ -296,7 +296,12 @@ class MessageBroker(Construct):
     @property
     def host(self) -> str:
         """The first instance's host name, from its AMQPS endpoint."""
-        return Fn.select(0, Fn.split(":", Fn.select(1, Fn.split("//", self.amqps_endpoint))))
+        return _host_of(self.amqps_endpoint)
+
+    @property
+    def hosts(self) -> str:
+        """Every instance's host name, comma-separated: the active and the standby of an ActiveMQ pair, in order."""
+        return Fn.join(",", [_host_of(Fn.select(i, self.broker.attr_amqp_endpoints)) for i in range(len(self.instances))])
 
     # --- access --------------------------------------------------------------
 
@@ -357,6 +362,11 @@ class MessageBroker(Construct):
 
     def dashboard_widgets(self, title: str, virtual_host: str = "/") -> list[cloudwatch.IWidget]:
         return mq_monitoring.widgets(title, self.engine.value, self.broker_name, self.instances, self._queues, virtual_host)
+
+
+def _host_of(endpoint: str) -> str:
+    """``amqps://<host>:5671`` -> ``<host>``, at deploy time."""
+    return Fn.select(0, Fn.split(":", Fn.select(1, Fn.split("//", endpoint))))
 
 
 def activemq_configuration() -> str:
