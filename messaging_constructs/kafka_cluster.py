@@ -21,12 +21,13 @@ from constructs import Construct
 from ._validation import check_duration_range, check_range, require
 from .encryption import KeyUser, allow_service, key_or_new
 from .monitoring import msk as msk_monitoring
-from .network import PrivateNetwork
+from .network import PrivateNetwork, aws_api_service
 from .profile import Profile
 
 #: Clients authenticate with IAM (SASL/OAUTHBEARER or SASL/IAM) over TLS on this port.
 IAM_TLS_PORT = 9098
-#: The Apache Kafka version of provisioned clusters (KRaft metadata mode).
+#: The Apache Kafka version of provisioned clusters (ZooKeeper metadata mode; MSK names
+#: the KRaft builds ``3.9.x.kraft``, which can be passed instead but not switched to later).
 DEFAULT_KAFKA_VERSION = "3.9.x"
 #: The smallest broker that keeps IAM auth and TLS: the sandbox's choice.
 SANDBOX_INSTANCE_TYPE = "kafka.t3.small"
@@ -342,9 +343,12 @@ class KafkaCluster(Construct):
     def grant_bootstrap_brokers(self, grantee: iam.IGrantable) -> iam.Grant:
         """Look up the bootstrap broker string (``kafka:GetBootstrapBrokers``) and describe the cluster.
 
-        The lookup goes through the network's MSK API interface endpoint, which this adds when missing.
+        The lookup goes through the network's MSK API interface endpoint (the dual-stack
+        ``aws.api.<region>.kafka-api``; the older ``com.amazonaws.<region>.kafka`` takes no new
+        connections), which this adds when missing. The client must use dual-stack endpoints
+        (``AWS_USE_DUALSTACK_ENDPOINT=true``) for that endpoint's private DNS name to answer.
         """
-        self.network.ensure_interface_endpoint(ec2.InterfaceVpcEndpointAwsService.KAFKA)
+        self.network.ensure_interface_endpoint(aws_api_service("kafka-api"), label="KafkaApi")
         return self._grant(grantee, ["kafka:DescribeClusterV2", "kafka:GetBootstrapBrokers"], [self.cluster_arn])
 
     def allow_client(self, peer: ec2.IConnectable, description: str = "Kafka client") -> None:

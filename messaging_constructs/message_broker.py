@@ -150,6 +150,9 @@ class MessageBroker(Construct):
         for label, name in (("admin_username", admin_username), ("application_username", application_username)):
             require(bool(_USERNAME.fullmatch(name)), f"{label} must be 2 to 100 of letters, digits and '_.~-', got {name!r}")
         require(admin_username != application_username, "admin_username and application_username must differ")
+        if engine is BrokerEngine.RABBITMQ:
+            for label, name in (("admin_username", admin_username), ("application_username", application_username)):
+                require("~" not in name and name != "guest", f"RabbitMQ brokers refuse '~' in user names and the name 'guest', got {label} {name!r}")
         require(
             maintenance_day in ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY"),
             f"maintenance_day must be a day of the week in capitals, got {maintenance_day!r}",
@@ -184,9 +187,11 @@ class MessageBroker(Construct):
 
         self.admin = self._user("Admin", admin_username, "administrator")
         self.application = self._user("Application", application_username, "application")
-        users = [_cfn_user(self.admin, console_access=True, groups=["admin"])]
         if engine is BrokerEngine.ACTIVEMQ:
-            users.append(_cfn_user(self.application, console_access=False, groups=[]))
+            users = [_cfn_user(self.admin, console_access=True, groups=["admin"]), _cfn_user(self.application, console_access=False)]
+        else:
+            # RabbitMQ takes only the administrator, and neither console access nor groups apply to it.
+            users = [_cfn_user(self.admin)]
 
         logs_policy = _allow_amazonmq_logs(self)
         configuration = None
@@ -346,15 +351,23 @@ class MessageBroker(Construct):
         broker = self.broker_name if self.engine is BrokerEngine.RABBITMQ else self.instances[0]
         return mq_monitoring.metric({"Broker": broker}, metric_name, **options)
 
-    def metric_queue_depth(self, queue: str, *, virtual_host: str = "/", **options) -> cloudwatch.Metric:
+    def metric_queue_depth(self, queue: str, *, virtual_host: str = "/", **options) -> cloudwatch.IMetric:
         """Messages in ``queue``. Default: maximum over 5 minutes."""
-        return mq_monitoring.queue_depth(self.engine.value, self.broker_name, queue, virtual_host=virtual_host, **options)
+        return mq_monitoring.queue_depth(self.engine.value, self.broker_name, queue, virtual_host=virtual_host, instances=self.instances, **options)
 
     def add_queue_alarm(self, construct_id: str, queue: str, *, threshold: int, virtual_host: str = "/") -> cloudwatch.Alarm:
         """Alarm when ``queue`` holds ``threshold`` messages or more (use 1 for a dead-letter queue)."""
         check_range("threshold", threshold, 1, 1e9)
         alarm = mq_monitoring.queue_depth_alarm(
-            self, construct_id, self.engine.value, self.broker_name, queue, threshold=threshold, virtual_host=virtual_host, alarm_topic=self._alarm_topic
+            self,
+            construct_id,
+            self.engine.value,
+            self.broker_name,
+            queue,
+            threshold=threshold,
+            virtual_host=virtual_host,
+            instances=self.instances,
+            alarm_topic=self._alarm_topic,
         )
         self._queues.append(queue)
         self.alarms.append(alarm)
@@ -388,7 +401,7 @@ def activemq_configuration() -> str:
     )
 
 
-def _cfn_user(user: BrokerUser, *, console_access: bool, groups: Sequence[str]) -> amazonmq.CfnBroker.UserProperty:
+def _cfn_user(user: BrokerUser, *, console_access: bool | None = None, groups: Sequence[str] = ()) -> amazonmq.CfnBroker.UserProperty:
     return amazonmq.CfnBroker.UserProperty(
         username=user.username,
         password=user.secret.secret_value_from_json("password").unsafe_unwrap(),

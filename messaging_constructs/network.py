@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import CfnResource, Stack
+from aws_cdk import Aws, CfnResource, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -39,7 +39,7 @@ class PrivateNetwork(Construct):
     :param profile: Default: from context.
 
     Attributes: ``vpc``, ``subnet_selection``, ``endpoint_security_group``,
-    ``interface_endpoints`` (by service name), ``flow_log_group`` (None with your own VPC).
+    ``interface_endpoints`` (by label), ``flow_log_group`` (None with your own VPC).
     """
 
     def __init__(
@@ -107,23 +107,27 @@ class PrivateNetwork(Construct):
         for service in interface_endpoints:
             self.add_interface_endpoint(service)
 
-    def add_interface_endpoint(self, service: ec2.InterfaceVpcEndpointAwsService) -> ec2.InterfaceVpcEndpoint:
-        """An interface endpoint with private DNS, reachable from the endpoint security group's peers."""
-        short = service.short_name.replace("-", " ").title().replace(" ", "").replace(".", "")
+    def add_interface_endpoint(self, service: ec2.IInterfaceVpcEndpointService, *, label: str | None = None) -> ec2.InterfaceVpcEndpoint:
+        """An interface endpoint with private DNS, reachable from the endpoint security group's peers.
+
+        :param label: names the endpoint (``<Label>Endpoint``); required for services that are not
+            ``InterfaceVpcEndpointAwsService`` values (see :func:`aws_api_service`).
+        """
+        label = label or _label(service)
         endpoint = self.vpc.add_interface_endpoint(
-            f"{short}Endpoint",
+            f"{label}Endpoint",
             service=service,
             subnets=self.subnet_selection,
             security_groups=[self.endpoint_security_group],
             private_dns_enabled=True,
             open=False,
         )
-        self.interface_endpoints[service.name] = endpoint
+        self.interface_endpoints[label] = endpoint
         return endpoint
 
-    def ensure_interface_endpoint(self, service: ec2.InterfaceVpcEndpointAwsService) -> ec2.InterfaceVpcEndpoint:
+    def ensure_interface_endpoint(self, service: ec2.IInterfaceVpcEndpointService, *, label: str | None = None) -> ec2.InterfaceVpcEndpoint:
         """The network's endpoint for ``service``, added if it has none yet (constructs that need one call this)."""
-        return self.interface_endpoints.get(service.name) or self.add_interface_endpoint(service)
+        return self.interface_endpoints.get(label or _label(service)) or self.add_interface_endpoint(service, label=label)
 
     def allow_endpoint_access(self, peer: ec2.IConnectable) -> None:
         """Admit ``peer`` to the interface endpoints on HTTPS (443)."""
@@ -144,6 +148,19 @@ class PrivateNetwork(Construct):
         group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to VPC endpoints")
         self.allow_endpoint_access(group)
         return group
+
+
+def aws_api_service(short_name: str) -> ec2.InterfaceVpcEndpointService:
+    """The dual-stack endpoint service ``aws.api.<region>.<short_name>`` that some AWS APIs now offer in place of
+    ``com.amazonaws.<region>.<name>`` (e.g. ``kafka-api`` for the MSK API). Clients reach it through its private DNS
+    name only with dual-stack endpoints on (``AWS_USE_DUALSTACK_ENDPOINT=true``)."""
+    return ec2.InterfaceVpcEndpointService(f"aws.api.{Aws.REGION}.{short_name}", 443)
+
+
+def _label(service: ec2.IInterfaceVpcEndpointService) -> str:
+    if not isinstance(service, ec2.InterfaceVpcEndpointAwsService):
+        raise ValueError("give a label for an endpoint service that is not an InterfaceVpcEndpointAwsService")
+    return service.short_name.replace("-", " ").title().replace(" ", "").replace(".", "")
 
 
 def _drop_redundant_dependency(vpc: ec2.Vpc) -> None:

@@ -91,6 +91,7 @@ class Blueprint:
         layers: Sequence[lambda_.ILayerVersion] = (),
         timeout: Duration = CONSUMER_TIMEOUT,
         memory_size: int = 256,
+        reserved_concurrent_executions: int | None = None,
     ) -> HandlerFunction:
         """A handler from ``lambdas/<code>``, in the network when there is one, on the dashboard."""
         fn = HandlerFunction(
@@ -100,6 +101,7 @@ class Blueprint:
             service_name=code,
             timeout=timeout,
             memory_size=memory_size,
+            reserved_concurrent_executions=reserved_concurrent_executions,
             network=self.network,
             environment=environment,
             layers=layers,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 from aws_cdk import CfnOutput, Duration, Stack
 from constructs import Construct
 
-from messaging_constructs import KafkaCluster, KafkaEventSource, Profile, StateTable
+from messaging_constructs import KafkaCluster, KafkaEventSource, Profile, ProvisionedPollers, StateTable
 
 from ._blueprint import Blueprint
 
@@ -52,7 +54,13 @@ class Exercise03StreamingStack(Stack):
         producer = blueprint.function(
             "Producer",
             "clickstream_producer",
-            environment={"CLUSTER_ARN": cluster.cluster_arn, "TOPIC_NAME": TOPIC, "COMPRESSION_TYPE": "lz4"},
+            environment={
+                "CLUSTER_ARN": cluster.cluster_arn,
+                "TOPIC_NAME": TOPIC,
+                "COMPRESSION_TYPE": "lz4",
+                # The MSK API's VPC endpoint answers only the dual-stack host name (kafka.<region>.api.aws).
+                "AWS_USE_DUALSTACK_ENDPOINT": "true",
+            },
             layers=[blueprint.layer("kafka_client", "confluent-kafka and the MSK IAM SASL signer")],
             timeout=Duration.seconds(120),
             memory_size=1024,
@@ -63,7 +71,14 @@ class Exercise03StreamingStack(Stack):
 
         aggregates = StateTable(self, "Aggregates", partition_key="user_id", **common)
         dashboard.add_section("Aggregates table", aggregates.dashboard_widgets("Aggregates"))
-        aggregator = blueprint.function("Aggregator", "clickstream_aggregator", environment={"AGGREGATES_TABLE": aggregates.table.table_name})
+        partitions = PARTITIONS[profile_name]
+        aggregator = blueprint.function(
+            "Aggregator",
+            "clickstream_aggregator",
+            environment={"AGGREGATES_TABLE": aggregates.table.table_name},
+            # One batch per partition at a time: in production, room for all of them at once.
+            reserved_concurrent_executions=partitions if blueprint.profile.is_production else None,
+        )
         aggregates.grant_items(aggregator, "dynamodb:UpdateItem")
         source = KafkaEventSource(
             self,
@@ -75,6 +90,8 @@ class Exercise03StreamingStack(Stack):
             topic_resource=topic,
             batch_size=BATCH_SIZE,
             max_batching_window=BATCH_WINDOW,
+            # A poller drives up to 5 concurrent invocations: enough to reach every partition.
+            provisioned_pollers=ProvisionedPollers(minimum=1, maximum=math.ceil(partitions / 5)),
             **common,
         )
         dashboard.add_section("Clickstream consumer group", source.dashboard_widgets("Aggregator"))

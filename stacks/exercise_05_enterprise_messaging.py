@@ -114,7 +114,12 @@ class Exercise05EnterpriseMessagingStack(Stack):
         warehouse.allow_client(setup.function, "console", description="Topology function")
         warehouse.grant_read_credentials(setup, "admin")
         warehouse.grant_read_credentials(setup)
-        topology = blueprint.trigger("RabbitTopologyTrigger", setup, after=[warehouse.broker])
+        # After the broker, and after every rule and endpoint the function needs to reach it and Secrets Manager.
+        topology = blueprint.trigger(
+            "RabbitTopologyTrigger",
+            setup,
+            after=[warehouse.broker, warehouse.security_group, network.endpoint_security_group, *network.interface_endpoints.values()],
+        )
 
         def amqp_client(construct_id: str, code: str, **environment: str) -> HandlerFunction:
             fn = blueprint.function(

@@ -111,8 +111,9 @@ def producer_config(settings: Settings, *, client_id: str, oauth_cb: Callable[[s
     config: dict[str, Any] = {
         "bootstrap.servers": settings.bootstrap_servers,
         "client.id": client_id,
-        # Acknowledged means written to every in-sync replica: a broker lost after the
-        # acknowledgement loses nothing.
+        # Acknowledged means written to every in-sync replica; with the topic's
+        # min.insync.replicas that is at least that many brokers, so losing fewer
+        # brokers than that after the acknowledgement loses nothing.
         "acks": "all",
         # librdkafka's own retries (after a timeout, a lost connection, a leader change)
         # can then never write a record twice or out of order within a partition.

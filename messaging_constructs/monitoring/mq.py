@@ -10,6 +10,7 @@ that take the worst node.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 
 from aws_cdk import Duration
@@ -137,23 +138,43 @@ def rabbitmq_alarms(
     ]
 
 
-def queue_depth(engine: str, broker_name: str, queue: str, *, virtual_host: str = "/", **options) -> cloudwatch.Metric:
-    """Messages in one queue: RabbitMQ ``MessageCount`` (ready + unacknowledged), ActiveMQ ``QueueSize``. Default: maximum over 5 minutes."""
+def queue_depth(engine: str, broker_name: str, queue: str, *, virtual_host: str = "/", instances: Sequence[str] = (), **options) -> cloudwatch.IMetric:
+    """Messages in one queue: RabbitMQ ``MessageCount`` (ready + unacknowledged), ActiveMQ ``QueueSize``. Default: maximum over 5 minutes.
+
+    An ActiveMQ active/standby pair publishes under whichever instance is active (``-1`` or ``-2``),
+    so its depth is the larger of the two series.
+    """
     options = {"statistic": "Maximum", **options}
     if engine == "RABBITMQ":
         return metric({"Broker": broker_name, "VirtualHost": virtual_host, "Queue": queue}, "MessageCount", **options)
-    return metric({"Broker": f"{broker_name}-1", "Queue": queue}, "QueueSize", **options)
+    instances = list(instances) or [f"{broker_name}-1"]
+    if len(instances) == 1:
+        return metric({"Broker": instances[0], "Queue": queue}, "QueueSize", **options)
+    label = options.pop("label", f"{queue} depth")
+    # Ids unique per queue, so that several queues can share a graph.
+    prefix = f"q{zlib.crc32(queue.encode()):08x}"
+    series = {f"{prefix}_{i}": metric({"Broker": instance, "Queue": queue}, "QueueSize", **options) for i, instance in enumerate(instances, 1)}
+    return cloudwatch.MathExpression(expression=f"MAX([{', '.join(series)}])", using_metrics=series, label=label, period=options.get("period", PERIOD))
 
 
 def queue_depth_alarm(
-    scope: Construct, construct_id: str, engine: str, broker_name: str, queue: str, *, threshold: int, virtual_host: str, alarm_topic: sns.ITopic | None
+    scope: Construct,
+    construct_id: str,
+    engine: str,
+    broker_name: str,
+    queue: str,
+    *,
+    threshold: int,
+    virtual_host: str,
+    instances: Sequence[str] = (),
+    alarm_topic: sns.ITopic | None,
 ) -> cloudwatch.Alarm:
     """A queue holds ``threshold`` messages or more (for a dead-letter queue: 1)."""
     what = "holds messages: inspect them and move them back once fixed" if threshold == 1 else f"holds {threshold} or more messages for 15 minutes"
     return _alarm(
         scope,
         construct_id,
-        queue_depth(engine, broker_name, queue, virtual_host=virtual_host),
+        queue_depth(engine, broker_name, queue, virtual_host=virtual_host, instances=instances),
         threshold,
         f"Queue {queue} on broker {broker_name} {what}.",
         alarm_topic,
@@ -169,7 +190,7 @@ def widgets(title: str, engine: str, broker_name: str, instances: Sequence[str],
     else:
         resources = [metric({"Broker": i}, name, statistic="Maximum", label=f"{i} {name}") for i in instances for name in ("CpuUtilization", "HeapUsage")]
         connections = [metric({"Broker": i}, "CurrentConnectionsCount", statistic="Maximum", label=i) for i in instances]
-    depth = [queue_depth(engine, broker_name, q, virtual_host=virtual_host, label=q) for q in queues]
+    depth = [queue_depth(engine, broker_name, q, virtual_host=virtual_host, instances=instances, label=q) for q in queues]
     return [
         cloudwatch.GraphWidget(title=f"{title}: CPU / heap %", left=resources, width=8),
         cloudwatch.GraphWidget(title=f"{title}: connections", left=connections, width=8),

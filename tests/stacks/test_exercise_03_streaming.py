@@ -49,7 +49,7 @@ def test_no_route_to_the_internet(template):
 
 def test_endpoints_for_the_mapping_and_the_producer(template):
     services = {json.dumps(e["ServiceName"]).split(".")[-1].strip('"]}') for e in _props(template, "AWS::EC2::VPCEndpoint").values()}
-    assert {"lambda", "sts", "sqs", "kafka", "xray", "dynamodb"} <= services
+    assert {"lambda", "sts", "sqs", "kafka-api", "xray", "dynamodb"} <= services
     interface = [e for e in _props(template, "AWS::EC2::VPCEndpoint").values() if e.get("VpcEndpointType") == "Interface"]
     assert interface and all(e["PrivateDnsEnabled"] for e in interface)
 
@@ -86,6 +86,7 @@ def test_producer_runs_in_the_vpc_with_the_kafka_layer_and_writes_only_its_topic
     assert producer["VpcConfig"]["SubnetIds"]
     variables = producer["Environment"]["Variables"]
     assert variables["TOPIC_NAME"] == "clickstream" and variables["COMPRESSION_TYPE"] == "lz4" and "CLUSTER_ARN" in variables
+    assert variables["AWS_USE_DUALSTACK_ENDPOINT"] == "true"
     (layer_id,) = [layer["Ref"] for layer in producer["Layers"] if isinstance(layer, dict) and layer.get("Ref") in template["Resources"]]
     assert template["Resources"][layer_id]["Properties"]["CompatibleArchitectures"] == ["arm64"]
     writes = [s for s in _statements(template) if "kafka-cluster:WriteData" in _actions(s)]
@@ -100,6 +101,14 @@ def test_aggregator_mapping(template):
     assert "OnFailure" in mapping["DestinationConfig"]
     aggregator_id, _ = _function(template, "clickstream_aggregator")
     assert mapping["FunctionName"] == {"Ref": aggregator_id}
+
+
+@pytest.mark.parametrize(("profile", "max_pollers", "concurrency"), [("sandbox", 2, None), ("production", 5, 24)])
+def test_the_consumer_can_reach_every_partition(template, max_pollers, concurrency):
+    (mapping,) = _props(template, "AWS::Lambda::EventSourceMapping").values()
+    assert mapping["ProvisionedPollerConfig"]["MaximumPollers"] == max_pollers
+    _, aggregator = _function(template, "clickstream_aggregator")
+    assert aggregator.get("ReservedConcurrentExecutions") == concurrency
 
 
 def test_alarms_cover_brokers_lag_and_failures(template):

@@ -79,9 +79,15 @@ def test_rabbitmq_queues_dead_letter_after_a_delivery_limit(template):
     assert len(_props(template, "Custom::Trigger")) == 1
 
 
+def _queue_metrics(alarm: dict) -> list[dict]:
+    """The queue-depth metrics an alarm watches: its own, or those of its math expression (an active/standby pair)."""
+    metrics = [alarm] + [m["MetricStat"]["Metric"] for m in alarm.get("Metrics", []) if "MetricStat" in m]
+    return [m for m in metrics if m.get("MetricName") in ("MessageCount", "QueueSize")]
+
+
 def test_dead_letter_queues_alarm_on_any_message(template):
-    alarms = [a for a in _props(template, "AWS::CloudWatch::Alarm").values() if a.get("MetricName") in ("MessageCount", "QueueSize")]
-    dead = {d["Value"] for a in alarms if a["Threshold"] == 1 for d in a["Dimensions"] if d["Name"] == "Queue"}
+    alarms = [a for a in _props(template, "AWS::CloudWatch::Alarm").values() if _queue_metrics(a)]
+    dead = {d["Value"] for a in alarms if a["Threshold"] == 1 for m in _queue_metrics(a) for d in m["Dimensions"] if d["Name"] == "Queue"}
     assert dead == {"shipment-updates.dead-letter", "quote-requests.dead-letter", "DLQ.invoices"}
 
 

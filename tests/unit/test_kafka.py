@@ -211,7 +211,7 @@ def test_endpoints_are_added_once():
     cluster.grant_bootstrap_brokers(consumer)
     names = [json.dumps(e["Properties"]["ServiceName"]) for e in resources(stack, "AWS::EC2::VPCEndpoint").values()]
     assert len(names) == len(set(names))
-    assert any(".kafka" in n for n in names)
+    assert any(".kafka-api" in n and "aws.api." in n for n in names)  # the dual-stack MSK API endpoint service
 
 
 @pytest.mark.parametrize(

@@ -71,6 +71,7 @@ def test_rabbitmq_uses_an_aws_owned_key_and_one_user():
     props = resource["Properties"]
     assert props["EncryptionOptions"] == {"UseAwsOwnedKey": True}
     assert [u["Username"] for u in props["Users"]] == ["admin"]
+    assert "ConsoleAccess" not in props["Users"][0] and "Groups" not in props["Users"][0]  # neither applies to RabbitMQ
     assert "Audit" not in props["Logs"]
     assert not resources(stack, "AWS::AmazonMQ::Configuration")
 
@@ -137,11 +138,22 @@ def test_rabbitmq_alarms_take_the_worst_node():
         (dict(maintenance_time="3am"), "maintenance_time must be HH:MM"),
         (dict(instance_type="m5.large"), "instance_type must be an Amazon MQ type"),
         (dict(instance_type="mq.m7g.medium"), "no memory figure for mq.m7g.medium"),
+        (dict(application_username="guest"), "RabbitMQ brokers refuse"),
+        (dict(admin_username="ad~min"), "RabbitMQ brokers refuse"),
     ],
 )
 def test_bad_broker_props_are_refused(options, message):
     with pytest.raises(ValueError, match=message):
         _broker(**options)
+
+
+def test_active_standby_queue_alarms_watch_both_instances():
+    stack, network, broker = _broker(BrokerEngine.ACTIVEMQ, "production")
+    broker.add_queue_alarm("DlqAlarm", "DLQ.orders", threshold=1)
+    (alarm,) = [a["Properties"] for a in resources(stack, "AWS::CloudWatch::Alarm").values() if "DLQ.orders" in json.dumps(a)]
+    watched = {d["Value"] for m in alarm["Metrics"] if "MetricStat" in m for d in m["MetricStat"]["Metric"]["Dimensions"] if d["Name"] == "Broker"}
+    assert watched == {f"{broker.broker_name}-1", f"{broker.broker_name}-2"}
+    assert any(m.get("Expression", "").startswith("MAX([") for m in alarm["Metrics"])
 
 
 def test_t3_micro_cannot_be_a_cluster():
