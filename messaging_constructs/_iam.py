@@ -25,3 +25,21 @@ class ManagedPolicyRole(iam.Role):
     def add_to_policy(self, statement: iam.PolicyStatement) -> bool:
         self.policy.add_statements(statement)
         return True
+
+
+def allow_event_source_network_interfaces(role: iam.IRole) -> None:
+    """What Lambda needs, with the function's role, to place an event source mapping's network interfaces
+    in a VPC (Amazon MSK, Amazon MQ). None of these actions takes a resource ARN."""
+    role.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=[
+                "ec2:CreateNetworkInterface",
+                "ec2:DeleteNetworkInterface",
+                "ec2:DescribeNetworkInterfaces",
+                "ec2:DescribeSecurityGroups",
+                "ec2:DescribeSubnets",
+                "ec2:DescribeVpcs",
+            ],
+            resources=["*"],
+        )
+    )

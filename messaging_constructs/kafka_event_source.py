@@ -16,6 +16,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from . import _acknowledgements as ack
+from ._iam import allow_event_source_network_interfaces
 from ._validation import check_duration_range, check_range, require
 from .function import HandlerFunction
 from .kafka_cluster import KafkaCluster
@@ -149,19 +150,7 @@ class KafkaEventSource(Construct):
             )
         )
         # Lambda creates the mapping's network interfaces in the cluster's subnets with the function's role.
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "ec2:CreateNetworkInterface",
-                    "ec2:DeleteNetworkInterface",
-                    "ec2:DescribeNetworkInterfaces",
-                    "ec2:DescribeSecurityGroups",
-                    "ec2:DescribeSubnets",
-                    "ec2:DescribeVpcs",
-                ],
-                resources=["*"],
-            )
-        )
+        allow_event_source_network_interfaces(role)
         if self.on_failure_queue.key is not None:
             self.on_failure_queue.key.grant(role, "kms:GenerateDataKey", "kms:Decrypt")
         for service in EVENT_SOURCE_ENDPOINTS:

@@ -9,6 +9,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from . import _acknowledgements as ack
+from ._iam import allow_event_source_network_interfaces
 from ._validation import check_duration_range, check_range, require
 from .function import HandlerFunction
 from .message_broker import BrokerEngine, MessageBroker
@@ -79,19 +80,8 @@ class MqEventSource(Construct):
         broker.allow_event_source_mappings()
         role = consumer.role
         role.add_to_principal_policy(iam.PolicyStatement(actions=["mq:DescribeBroker"], resources=[broker.broker_arn]))
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "ec2:CreateNetworkInterface",
-                    "ec2:DeleteNetworkInterface",
-                    "ec2:DescribeNetworkInterfaces",
-                    "ec2:DescribeSecurityGroups",
-                    "ec2:DescribeSubnets",
-                    "ec2:DescribeVpcs",
-                ],
-                resources=["*"],
-            )
-        )
+        # Lambda creates the mapping's network interfaces in the broker's subnets with the function's role.
+        allow_event_source_network_interfaces(role)
         broker.grant_read_credentials(role)
 
         access = [lambda_.CfnEventSourceMapping.SourceAccessConfigurationProperty(type="BASIC_AUTH", uri=broker.application.secret.secret_arn)]
