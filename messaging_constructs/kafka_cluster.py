@@ -143,10 +143,7 @@ class KafkaCluster(Construct):
         # The event source mappings' network interfaces share this group: they
         # reach the brokers through it, and Lambda, STS and the on-failure
         # destination through the interface endpoints.
-        self.security_group.add_ingress_rule(self.security_group, ec2.Port.tcp(IAM_TLS_PORT), "Kafka (IAM, TLS) within the cluster group")
-        self.security_group.add_egress_rule(self.security_group, ec2.Port.tcp(IAM_TLS_PORT), "Kafka (IAM, TLS) within the cluster group")
-        self.security_group.add_egress_rule(network.endpoint_security_group, ec2.Port.tcp(443), "HTTPS to the VPC interface endpoints")
-        network.allow_endpoint_access(self.security_group)
+        network.admit_event_source_mappings(self.security_group, ec2.Port.tcp(IAM_TLS_PORT), "Kafka (IAM, TLS) within the cluster group")
 
         subnet_ids = network.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED).subnet_ids
         self.log_group: logs.LogGroup | None = None

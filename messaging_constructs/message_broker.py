@@ -327,17 +327,16 @@ class MessageBroker(Construct):
         if self._event_source_rules_added:
             return
         self._event_source_rules_added = True
-        port = ec2.Port.tcp(self.engine.event_source_port)
-        self.security_group.add_ingress_rule(self.security_group, port, "Event source mappings within the broker group")
-        self.security_group.add_egress_rule(self.security_group, port, "Event source mappings within the broker group")
-        self.security_group.add_egress_rule(self.network.endpoint_security_group, ec2.Port.tcp(443), "HTTPS to the VPC interface endpoints")
-        self.network.allow_endpoint_access(self.security_group)
-        for service in (
-            ec2.InterfaceVpcEndpointAwsService.LAMBDA_,
-            ec2.InterfaceVpcEndpointAwsService.STS,
-            ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
-        ):
-            self.network.ensure_interface_endpoint(service)
+        self.network.admit_event_source_mappings(
+            self.security_group,
+            ec2.Port.tcp(self.engine.event_source_port),
+            "Event source mappings within the broker group",
+            services=(
+                ec2.InterfaceVpcEndpointAwsService.LAMBDA_,
+                ec2.InterfaceVpcEndpointAwsService.STS,
+                ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
+            ),
+        )
 
     def grant_read_credentials(self, grantee: iam.IGrantable, user: str = "application") -> iam.Grant:
         """Read the secret of the ``application`` (default) or ``admin`` user, and decrypt it with the key."""

@@ -133,6 +133,25 @@ class PrivateNetwork(Construct):
         """Admit ``peer`` to the interface endpoints on HTTPS (443)."""
         self.endpoint_security_group.connections.allow_from(peer, ec2.Port.tcp(443), "HTTPS to VPC endpoints")
 
+    def admit_event_source_mappings(
+        self,
+        group: ec2.SecurityGroup,
+        port: ec2.Port,
+        description: str,
+        services: Sequence[ec2.InterfaceVpcEndpointAwsService] = (),
+    ) -> None:
+        """Ready a broker's ``group`` for Lambda event source mappings, whose network interfaces share it.
+
+        They reach the broker through the group itself on ``port`` and Lambda, STS and the like
+        through the interface endpoints on HTTPS; ``services`` are the endpoints they need (added once).
+        """
+        group.add_ingress_rule(group, port, description)
+        group.add_egress_rule(group, port, description)
+        group.add_egress_rule(self.endpoint_security_group, ec2.Port.tcp(443), "HTTPS to the VPC interface endpoints")
+        self.allow_endpoint_access(group)
+        for service in services:
+            self.ensure_interface_endpoint(service)
+
     def function_security_group(self, scope: Construct, construct_id: str) -> ec2.SecurityGroup:
         """A security group with no inbound rules and outbound HTTPS only, admitted to the interface endpoints."""
         group = ec2.SecurityGroup(

@@ -31,6 +31,11 @@ from ._paths import lambda_code, layer_code
 CONSUMER_TIMEOUT = Duration.seconds(30)
 
 
+def layer_construct_id(name: str) -> str:
+    """``kafka_client`` -> ``KafkaClientLayer``: the construct id of the layer built from ``layers/<name>``."""
+    return f"{name.title().replace('_', '')}Layer"
+
+
 @dataclass
 class Blueprint:
     """The shared pieces of one blueprint stack, and helpers that add functions and queues to its dashboard."""
@@ -120,7 +125,7 @@ class Blueprint:
         """The layer built at set-up from ``layers/<name>/requirements.txt`` (see scripts/build_layers.py)."""
         return lambda_.LayerVersion(
             self.stack,
-            f"{name.title().replace('_', '')}Layer",
+            layer_construct_id(name),
             code=lambda_.Code.from_asset(layer_code(name)),
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[lambda_.Architecture.ARM_64],

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from stacks._blueprint import layer_construct_id
+
 LAMBDAS_DIR = Path(__file__).resolve().parents[2] / "lambdas"
 LAYERS_DIR = Path(__file__).resolve().parents[2] / "build" / "layers"
 # The runtime (boto3, botocore) and the Powertools layer (which ships pydantic).
@@ -21,7 +23,7 @@ def _folder_of(service: str) -> str:
 def _layer_name(logical_id: str) -> str | None:
     """``KafkaClientLayer1A2B3C4D`` -> ``kafka_client``, for the layers the blueprints build from layers/<name>."""
     for folder in LAYERS_DIR.iterdir() if LAYERS_DIR.is_dir() else ():
-        if logical_id.startswith(folder.name.title().replace("_", "") + "Layer"):
+        if logical_id.startswith(layer_construct_id(folder.name)):
             return folder.name
     return None
 

@@ -6,11 +6,9 @@ import json
 
 import pytest
 
+from .helpers import props
+
 STACK = "Exercise04EventSourcing"
-
-
-def _props(template: dict, resource_type: str) -> dict[str, dict]:
-    return {k: v["Properties"] for k, v in template["Resources"].items() if v["Type"] == resource_type}
 
 
 @pytest.fixture(params=["sandbox", "production"])
@@ -19,7 +17,7 @@ def template(request, template_json):
 
 
 def test_one_event_store_and_two_read_model_tables(template):
-    tables = list(_props(template, "AWS::DynamoDB::Table").values())
+    tables = list(props(template, "AWS::DynamoDB::Table").values())
     stores = [t for t in tables if len(t["KeySchema"]) == 2]
     assert len(stores) == 1 and stores[0]["StreamSpecification"] == {"StreamViewType": "NEW_IMAGE"}
     read_models = [t for t in tables if t["KeySchema"] == [{"AttributeName": "account_id", "KeyType": "HASH"}]]
@@ -28,21 +26,21 @@ def test_one_event_store_and_two_read_model_tables(template):
 
 
 def test_command_function_knows_the_store_and_the_snapshot_interval(template):
-    functions = _props(template, "AWS::Lambda::Function")
+    functions = props(template, "AWS::Lambda::Function")
     (commands,) = [f for f in functions.values() if f.get("Environment", {}).get("Variables", {}).get("POWERTOOLS_SERVICE_NAME") == "account_commands"]
     variables = commands["Environment"]["Variables"]
     assert variables["SNAPSHOT_EVERY"] == "5" and variables["MAX_CONFLICT_RETRIES"] == "3" and "EVENT_STORE_TABLE" in variables
 
 
 def test_projection_reads_the_stream_with_a_failure_destination(template):
-    (mapping,) = _props(template, "AWS::Lambda::EventSourceMapping").values()
+    (mapping,) = props(template, "AWS::Lambda::EventSourceMapping").values()
     assert "OnFailure" in mapping["DestinationConfig"] and mapping["BisectBatchOnFunctionError"] is True
     assert json.loads(mapping["FilterCriteria"]["Filters"][0]["Pattern"])["eventName"] == ["INSERT"]
 
 
 def test_nothing_may_update_or_delete_events(template):
-    (store_id,) = [k for k, t in _props(template, "AWS::DynamoDB::Table").items() if len(t["KeySchema"]) == 2]
-    for policy in _props(template, "AWS::IAM::ManagedPolicy").values():
+    (store_id,) = [k for k, t in props(template, "AWS::DynamoDB::Table").items() if len(t["KeySchema"]) == 2]
+    for policy in props(template, "AWS::IAM::ManagedPolicy").values():
         for statement in policy["PolicyDocument"]["Statement"]:
             resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
@@ -51,14 +49,14 @@ def test_nothing_may_update_or_delete_events(template):
 
 
 def test_alarms_cover_conflicts_and_iterator_age(template):
-    names = {a.get("MetricName") for a in _props(template, "AWS::CloudWatch::Alarm").values()}
+    names = {a.get("MetricName") for a in props(template, "AWS::CloudWatch::Alarm").values()}
     assert {"ConcurrencyConflicts", "IteratorAge", "DestinationDeliveryFailures", "Errors", "ApproximateNumberOfMessagesVisible"} <= names
 
 
 def test_projection_and_rebuild_may_only_upsert_read_model_items(template):
-    read_models = [k for k, t in _props(template, "AWS::DynamoDB::Table").items() if t["KeySchema"] == [{"AttributeName": "account_id", "KeyType": "HASH"}]]
+    read_models = [k for k, t in props(template, "AWS::DynamoDB::Table").items() if t["KeySchema"] == [{"AttributeName": "account_id", "KeyType": "HASH"}]]
     granted = set()
-    for policy in _props(template, "AWS::IAM::ManagedPolicy").values():
+    for policy in props(template, "AWS::IAM::ManagedPolicy").values():
         for statement in policy["PolicyDocument"]["Statement"]:
             resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
             if any(r == {"Fn::GetAtt": [t, "Arn"]} for t in read_models for r in resources):

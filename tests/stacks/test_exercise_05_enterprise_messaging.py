@@ -8,20 +8,9 @@ import pytest
 
 from stacks.exercise_05_enterprise_messaging import TOPOLOGY
 
+from .helpers import function, props
+
 STACK = "Exercise05EnterpriseMessaging"
-
-
-def _props(template: dict, resource_type: str) -> dict[str, dict]:
-    return {k: v["Properties"] for k, v in template["Resources"].items() if v["Type"] == resource_type}
-
-
-def _function(template: dict, service: str) -> tuple[str, dict]:
-    (found,) = [
-        (k, f)
-        for k, f in _props(template, "AWS::Lambda::Function").items()
-        if f.get("Environment", {}).get("Variables", {}).get("POWERTOOLS_SERVICE_NAME") == service
-    ]
-    return found
 
 
 @pytest.fixture(params=["sandbox", "production"])
@@ -35,7 +24,7 @@ def template(profile, template_json):
 
 
 def test_brokers_are_private_and_deployed_per_profile(template, profile):
-    brokers = {b["EngineType"]: b for b in _props(template, "AWS::AmazonMQ::Broker").values()}
+    brokers = {b["EngineType"]: b for b in props(template, "AWS::AmazonMQ::Broker").values()}
     assert set(brokers) == {"RABBITMQ", "ACTIVEMQ"}
     assert all(b["PubliclyAccessible"] is False for b in brokers.values())
     if profile == "production":
@@ -50,33 +39,33 @@ def test_no_route_to_the_internet(template):
 
 
 def test_broker_ports_admit_only_named_peers(template):
-    for ingress in _props(template, "AWS::EC2::SecurityGroupIngress").values():
+    for ingress in props(template, "AWS::EC2::SecurityGroupIngress").values():
         assert "SourceSecurityGroupId" in ingress and "CidrIp" not in ingress
         assert ingress["FromPort"] in {443, 5671, 8162, 61614, 61617}
-    for group in _props(template, "AWS::EC2::SecurityGroup").values():
+    for group in props(template, "AWS::EC2::SecurityGroup").values():
         assert not group.get("SecurityGroupIngress")
 
 
 def test_secrets_use_the_stack_key(template):
-    secrets = _props(template, "AWS::SecretsManager::Secret").values()
+    secrets = props(template, "AWS::SecretsManager::Secret").values()
     assert len(secrets) == 4 and all("KmsKeyId" in s for s in secrets)
 
 
 def test_mappings_for_both_engines(template):
-    mappings = {m["Queues"][0]: m for m in _props(template, "AWS::Lambda::EventSourceMapping").values()}
+    mappings = {m["Queues"][0]: m for m in props(template, "AWS::Lambda::EventSourceMapping").values()}
     assert set(mappings) == {"shipment-updates", "quote-requests", "invoices"}
     assert {c["Type"] for c in mappings["shipment-updates"]["SourceAccessConfigurations"]} == {"BASIC_AUTH", "VIRTUAL_HOST"}
     assert {c["Type"] for c in mappings["invoices"]["SourceAccessConfigurations"]} == {"BASIC_AUTH"}
 
 
 def test_rabbitmq_queues_dead_letter_after_a_delivery_limit(template):
-    _, setup = _function(template, "rabbitmq_setup")
+    _, setup = function(template, "rabbitmq_setup")
     topology = json.loads(setup["Environment"]["Variables"]["TOPOLOGY"])
     assert topology == json.loads(json.dumps(TOPOLOGY, sort_keys=True))
     sources = [q for q in topology["queues"] if "dead_letter_exchange" in q]
     assert {q["name"] for q in sources} == {"shipment-updates", "quote-requests"}
     assert all(q["type"] == "quorum" and q["delivery_limit"] == 5 for q in sources)
-    assert len(_props(template, "Custom::Trigger")) == 1
+    assert len(props(template, "Custom::Trigger")) == 1
 
 
 def _queue_metrics(alarm: dict) -> list[dict]:
@@ -86,14 +75,14 @@ def _queue_metrics(alarm: dict) -> list[dict]:
 
 
 def test_dead_letter_queues_alarm_on_any_message(template):
-    alarms = [a for a in _props(template, "AWS::CloudWatch::Alarm").values() if _queue_metrics(a)]
+    alarms = [a for a in props(template, "AWS::CloudWatch::Alarm").values() if _queue_metrics(a)]
     dead = {d["Value"] for a in alarms if a["Threshold"] == 1 for m in _queue_metrics(a) for d in m["Dimensions"] if d["Name"] == "Queue"}
     assert dead == {"shipment-updates.dead-letter", "quote-requests.dead-letter", "DLQ.invoices"}
 
 
 def test_bridges_publish_only_their_sources(template):
     conditions = []
-    for policy in _props(template, "AWS::IAM::ManagedPolicy").values():
+    for policy in props(template, "AWS::IAM::ManagedPolicy").values():
         for statement in policy["PolicyDocument"]["Statement"]:
             if statement["Action"] == "events:PutEvents":
                 conditions.append(json.dumps(statement.get("Condition")))

@@ -22,3 +22,12 @@ def resources(stack: Stack, resource_type: str) -> dict:
 def only(found: dict) -> tuple[str, dict]:
     assert len(found) == 1, f"expected one resource, found {len(found)}: {sorted(found)}"
     return next(iter(found.items()))
+
+
+def statements(stack: Stack) -> list[dict]:
+    """Every statement of every customer-managed policy in ``stack``."""
+    return [s for p in resources(stack, "AWS::IAM::ManagedPolicy").values() for s in p["Properties"]["PolicyDocument"]["Statement"]]
+
+
+def actions(statement: dict) -> list[str]:
+    return statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]

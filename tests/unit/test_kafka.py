@@ -13,7 +13,7 @@ from aws_cdk import aws_lambda as lambda_
 from messaging_constructs import HandlerFunction, KafkaCluster, KafkaClusterType, KafkaEventSource, PrivateNetwork, ProvisionedPollers, StateTable
 from stacks._paths import lambda_code
 
-from .helpers import new_stack, only, resources, template
+from .helpers import actions, new_stack, only, resources, statements, template
 
 
 def _cluster(profile: str = "sandbox", **options):
@@ -24,17 +24,6 @@ def _cluster(profile: str = "sandbox", **options):
 
 def _consumer(stack, network, construct_id="Consumer"):
     return HandlerFunction(stack, construct_id, code_path=lambda_code("billing_consumer"), service_name="consumer", network=network)
-
-
-def _statements(stack) -> list[dict]:
-    found = []
-    for policy in resources(stack, "AWS::IAM::ManagedPolicy").values():
-        found += policy["Properties"]["PolicyDocument"]["Statement"]
-    return found
-
-
-def _actions(statement: dict) -> list[str]:
-    return statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
 
 
 @pytest.mark.parametrize(
@@ -102,16 +91,16 @@ def test_grants_are_scoped_to_the_cluster_topic_and_group():
     fn = _consumer(stack, network)
     cluster.grant_produce(fn, "clicks")
     cluster.grant_consume(fn, "clicks", "aggregator")
-    statements = _statements(stack)
-    kafka = [s for s in statements if any(a.startswith("kafka-cluster:") for a in _actions(s))]
-    assert not any(a in ("kafka-cluster:*", "*") for s in kafka for a in _actions(s))
+    granted = statements(stack)
+    kafka = [s for s in granted if any(a.startswith("kafka-cluster:") for a in actions(s))]
+    assert not any(a in ("kafka-cluster:*", "*") for s in kafka for a in actions(s))
     rendered = json.dumps(kafka)
     assert "topic/" in rendered and "/clicks" in rendered and "group/" in rendered and "/aggregator" in rendered
     for statement in kafka:
         assert statement["Resource"] != "*"
-        if "kafka-cluster:WriteData" in _actions(statement):
+        if "kafka-cluster:WriteData" in actions(statement):
             assert "topic/" in json.dumps(statement["Resource"])
-        if "kafka-cluster:AlterGroup" in _actions(statement):
+        if "kafka-cluster:AlterGroup" in actions(statement):
             assert "group/" in json.dumps(statement["Resource"])
 
 
@@ -197,10 +186,10 @@ def test_event_source_adds_endpoints_and_lag_alarm_and_failure_queue():
     assert "MaxOffsetLag" in metric_names
     assert source.on_failure_queue.dead_letter_queue is None and source.on_failure_queue.alarms
     # the role may send to the on-failure queue and use its key with exact actions
-    statements = _statements(stack)
-    key_actions = {a for s in statements for a in _actions(s) if a.startswith("kms:")}
+    granted = statements(stack)
+    key_actions = {a for s in granted for a in actions(s) if a.startswith("kms:")}
     assert key_actions <= {"kms:GenerateDataKey", "kms:Decrypt"}
-    assert any("sqs:SendMessage" in _actions(s) for s in statements)
+    assert any("sqs:SendMessage" in actions(s) for s in granted)
 
 
 def test_endpoints_are_added_once():
@@ -241,8 +230,8 @@ def test_state_table_grants_only_item_actions():
     table = StateTable(stack, "Table", partition_key="user_id")
     fn = HandlerFunction(stack, "Fn", code_path=lambda_code("billing_consumer"), service_name="fn")
     table.grant_items(fn, "dynamodb:UpdateItem")
-    actions = {a for s in _statements(stack) for a in _actions(s) if a.startswith("dynamodb:")}
-    assert actions == {"dynamodb:UpdateItem"}
+    granted_actions = {a for s in statements(stack) for a in actions(s) if a.startswith("dynamodb:")}
+    assert granted_actions == {"dynamodb:UpdateItem"}
     with pytest.raises(ValueError, match="only item actions"):
         table.grant_items(fn, "dynamodb:DeleteTable")
     _, resource = only(resources(stack, "AWS::DynamoDB::Table"))

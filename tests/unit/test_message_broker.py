@@ -10,7 +10,7 @@ import pytest
 from messaging_constructs import BrokerEngine, HandlerFunction, MessageBroker, MqEventSource, PrivateNetwork
 from stacks._paths import lambda_code
 
-from .helpers import new_stack, only, resources, template
+from .helpers import actions, new_stack, only, resources, statements, template
 
 
 def _broker(engine: BrokerEngine = BrokerEngine.RABBITMQ, profile: str = "sandbox", **options):
@@ -21,14 +21,6 @@ def _broker(engine: BrokerEngine = BrokerEngine.RABBITMQ, profile: str = "sandbo
 
 def _function(stack, network, construct_id="Consumer"):
     return HandlerFunction(stack, construct_id, code_path=lambda_code("billing_consumer"), service_name="consumer", network=network)
-
-
-def _statements(stack) -> list[dict]:
-    return [s for p in resources(stack, "AWS::IAM::ManagedPolicy").values() for s in p["Properties"]["PolicyDocument"]["Statement"]]
-
-
-def _actions(statement: dict) -> list[str]:
-    return statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
 
 
 @pytest.mark.parametrize(
@@ -178,9 +170,9 @@ def test_event_source_mapping(engine, dead_letter):
     queues = {d["Value"] for a in depth_alarms for d in a["Dimensions"] if d["Name"] == "Queue"}
     assert queues == {"orders", dead_letter}
     assert any(a["Threshold"] == 1 for a in depth_alarms)
-    statements = _statements(stack)
-    assert any(_actions(s) == ["mq:DescribeBroker"] and s["Resource"] == {"Fn::GetAtt": [stack.get_logical_id(broker.broker), "Arn"]} for s in statements)
-    assert any("secretsmanager:GetSecretValue" in _actions(s) for s in statements)
+    granted = statements(stack)
+    assert any(actions(s) == ["mq:DescribeBroker"] and s["Resource"] == {"Fn::GetAtt": [stack.get_logical_id(broker.broker), "Arn"]} for s in granted)
+    assert any("secretsmanager:GetSecretValue" in actions(s) for s in granted)
     services = {json.dumps(e["Properties"]["ServiceName"]) for e in resources(stack, "AWS::EC2::VPCEndpoint").values()}
     for service in ("lambda", "sts", "secretsmanager"):
         assert any(f".{service}" in s for s in services), service
