@@ -16,8 +16,10 @@ Answer::
      "rejected": <items that are not valid events>, "rejected_items": [<the first 50 of them, with the reason>],
      "complete": true}
 
-An item that does not read as an event is logged with the reason, counted in
-``rejected`` and listed, and the rebuild goes on with the others.
+An item that does not read as an event (or fails to be read in any other
+way) is logged with the reason, counted in ``rejected`` and listed, and the
+rebuild goes on with the others. Scan hands binary attributes over as bytes,
+so unlike the stream consumer the rebuild has no base64 to decode.
 
 When less than a minute of the invocation's time is left, the rebuild stops
 after the page it is on and answers ``"complete": false`` with a
@@ -117,11 +119,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     while True:
         page = dynamodb.scan(**scan_arguments(start_key))
         for raw in page.get("Items", []):
-            item = {name: deserializer.deserialize(value) for name, value in raw.items()}
+            # The key as stored, to name the item even when it cannot be deserialized.
+            item = {name: raw[name].get("S", raw[name].get("N")) for name in ("aggregate_id", "version") if name in raw}
             try:
+                item = {name: deserializer.deserialize(value) for name, value in raw.items()}
                 account_event = read_model.parse_item(item)
-            except ValidationError as exc:
-                reason = read_model.describe(exc)
+            except Exception as exc:  # any failure to read one item rejects that item, not the rebuild
+                reason = read_model.describe(exc) if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
                 logger.error("Rejected item", extra={**_key_of(item), "reason": reason})
                 rejected_count += 1
                 if len(rejected) < MAX_REPORTED_REJECTIONS:

@@ -6,6 +6,11 @@ shares and written to the log as one structured line (the log group is the
 trail), with a count per event type. An event that fails the check is
 logged with the reason and reported as a failed item, so it reaches the
 dead-letter queue instead of leaving a gap in the trail.
+
+Any other error while reading a record (a record without a body included)
+is that record's failure, logged and counted the same way. A record Lambda
+never sends (not an object, no ``messageId``) cannot be named in the partial
+batch response: the invocation fails with a ValueError that says so.
 """
 
 from typing import Any, Literal
@@ -49,23 +54,32 @@ class RejectedRecord(ValueError):
     """The record is not an order event; it stays on the queue and ends in the DLQ."""
 
 
+def reject(record: SQSRecord, reason: str) -> RejectedRecord:
+    logger.error(
+        "Rejected record",
+        extra={
+            "message_id": record.message_id,
+            "receive_count": int(record.attributes.approximate_receive_count),
+            "reason": reason,
+        },
+    )
+    metrics.add_metric(name="RejectedRecords", unit=MetricUnit.Count, value=1)
+    return RejectedRecord(reason)
+
+
 def parse_event(record: SQSRecord) -> AuditedEvent:
+    body = record.get("body")
+    if not isinstance(body, str):
+        raise reject(record, "the record has no body")
     try:
-        return AuditedEvent.model_validate_json(record.body)
+        return AuditedEvent.model_validate_json(body)
     except ValidationError as exc:
         reason = "; ".join(
             f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}" for error in exc.errors(include_url=False, include_input=False)
         )
-        logger.error(
-            "Rejected record",
-            extra={
-                "message_id": record.message_id,
-                "receive_count": int(record.attributes.approximate_receive_count),
-                "reason": reason,
-            },
-        )
-        metrics.add_metric(name="RejectedRecords", unit=MetricUnit.Count, value=1)
-        raise RejectedRecord(reason) from exc
+        raise reject(record, reason) from exc
+    except Exception as exc:  # any failure to read one record is that record's failure, never the batch's
+        raise reject(record, f"the body cannot be read: {type(exc).__name__}: {exc}") from exc
 
 
 def audit(event: AuditedEvent, record: SQSRecord) -> dict[str, str]:
@@ -87,10 +101,23 @@ def record_handler(record: SQSRecord) -> dict[str, str]:
     return audit(parse_event(record), record)
 
 
+def check_sqs_event(event: Any) -> None:
+    """Every record must be one the response can name (by its messageId); the rest of a record is read record by record."""
+    records = event.get("Records") if isinstance(event, dict) else None
+    if not isinstance(records, list):
+        raise ValueError('not an SQS event: expected "Records", a list of records')
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise ValueError(f"not an SQS event: Records[{index}] is {type(record).__name__}, expected a record object")
+        if not isinstance(record.get("messageId"), str) or not record["messageId"]:
+            raise ValueError(f"not an SQS event: Records[{index}] has no messageId, which names a record in the partial batch response")
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    check_sqs_event(event)
     response = process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
     # Partial failures are not invocation errors, so they get a metric of their own.
     metrics.add_metric(name="FailedRecords", unit=MetricUnit.Count, value=len(response["batchItemFailures"]))

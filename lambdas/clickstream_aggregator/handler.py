@@ -11,12 +11,16 @@ Per user the table keeps ``clicks_total`` (every event), a count per action
 ``action_purchase``), and ``last_page`` and ``last_seen`` of the user's latest
 event in log order.
 
-A record that cannot be read (no key or value, not base64, not UTF-8, not
-JSON, against the schema, an unsupported ``schema_version``, a key that is not
-the event's ``user_id``) is logged with its topic, partition, offset and the
-reason and reported as a failed item; the good records of the batch still
-count. A failed group write (throttling, an outage) fails that group's
-records only. The mapping retries failed items and, once its retries are
+A record that cannot be read (no key, not base64, not UTF-8, not JSON,
+against the schema, an unsupported ``schema_version``, a key that is not the
+event's ``user_id``, or any other error while reading it) is logged with its
+topic, partition, offset and the reason and reported as a failed item; the
+good records of the batch still count. A tombstone (a record whose value is
+null, which Lambda passes without a ``value``) carries no click: it is
+skipped, logged as a warning and counted (TombstonesSkipped), never failed. A
+record without its topic, partition and offset cannot be named in the
+response, so it fails the invocation with a ValueError. A failed group write
+(throttling, an outage) fails that group's records only. The mapping retries failed items and, once its retries are
 spent, sends the batch's metadata to its on-failure destination.
 
 Exactly one effect per record, whatever the redeliveries: every record of a
@@ -105,6 +109,10 @@ class ClickEvent(BaseModel):
         return value
 
 
+class Tombstone(Exception):
+    """The record's value is null: a deletion marker, with no click in it."""
+
+
 class RejectedRecord(ValueError):
     """The record can never be aggregated as it is; it is failed until the mapping gives up on it."""
 
@@ -150,7 +158,9 @@ def _validation_reason(exc: ValidationError) -> str:
 
 
 def read_click(record: KafkaEventRecord) -> ClickEvent:
-    """The record's event, or ``RejectedRecord`` saying why it cannot be aggregated."""
+    """The record's event; ``Tombstone`` for a null value, ``RejectedRecord`` saying why it cannot be aggregated."""
+    if record.get("value") is None:
+        raise Tombstone()
     key_bytes = _base64("key", record.key)
     value = _base64("value", record.value)
     try:
@@ -161,6 +171,8 @@ def read_click(record: KafkaEventRecord) -> ClickEvent:
         event = ClickEvent.model_validate_json(text)
     except ValidationError as exc:
         raise RejectedRecord(_validation_reason(exc)) from exc
+    except Exception as exc:  # whatever else reading one record raises is that record's failure, not the batch's
+        raise RejectedRecord(f"value cannot be read: {type(exc).__name__}: {exc}") from exc
     try:
         key = key_bytes.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -247,6 +259,14 @@ def aggregate(event: KafkaEvent) -> dict[RecordId, Exception | None]:
         record_id = topic, partition, offset = _record_id(record)
         try:
             click_event = read_click(record)
+        except Tombstone:
+            # Skipped, not failed: a tombstone deletes a key on a compacted topic and carries no click, so there is
+            # nothing to count and nothing a retry could change; failing it would only hold up the partition and
+            # end in the on-failure destination. The producer never writes one, so it is logged and counted.
+            logger.warning("Tombstone skipped: it carries no click", extra={"topic": topic, "partition": partition, "offset": offset})
+            metrics.add_metric(name="TombstonesSkipped", unit=MetricUnit.Count, value=1)
+            outcomes[record_id] = None
+            continue
         except RejectedRecord as exc:
             _reject(record, exc)
             outcomes[record_id] = exc
@@ -289,10 +309,22 @@ def report_outcome(record: KafkaEventRecord, outcomes: dict[RecordId, Exception 
         raise outcome
 
 
+# What names a record in the partial batch response: without it a record can be neither reported nor retried alone.
+_RECORD_ID_FIELDS = (("topic", str, "a string"), ("partition", int, "an integer"), ("offset", int, "an integer"))
+
+
 def _check_kafka_event(event: Any) -> None:
     records = event.get("records") if isinstance(event, dict) else None
     if not isinstance(records, dict) or not records or not all(isinstance(batch, list) for batch in records.values()):
         raise ValueError("not a Kafka event: expected 'records' to map '<topic>-<partition>' to lists of records")
+    for partition_key, batch in records.items():
+        for index, record in enumerate(batch):
+            where = f"records[{partition_key!r}][{index}]"
+            if not isinstance(record, dict):
+                raise ValueError(f"not a Kafka event: {where} is {type(record).__name__}, expected a record object")
+            for name, kind, described in _RECORD_ID_FIELDS:
+                if not isinstance(record.get(name), kind) or isinstance(record.get(name), bool):
+                    raise ValueError(f"not a Kafka event: {where} has no {name} ({described}), which every record needs to be reported as failed")
 
 
 @logger.inject_lambda_context

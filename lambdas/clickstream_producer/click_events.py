@@ -105,9 +105,9 @@ def parse_request(event: Any) -> ProduceRequest:
     try:
         # Strict JSON reading: ids and times must be text, numbers must be numbers.
         return ProduceRequest.model_validate_json(json.dumps(event))
-    except (TypeError, ValueError) as exc:
+    except Exception as exc:  # whatever reading the request raises (RecursionError for one nested too deeply) refuses it
         if not isinstance(exc, ValidationError):
-            raise InvalidRequest(f"invalid request, nothing was sent: not a JSON object ({exc})") from exc
+            raise InvalidRequest(f"invalid request, nothing was sent: not a JSON object this function can read ({type(exc).__name__}: {exc})") from exc
         errors = exc.errors(include_url=False, include_input=False)
         shown = "; ".join(f"{_place(error['loc'])}: {error['msg']}" for error in errors[:MAX_ERRORS_SHOWN])
         more = f" (and {len(errors) - MAX_ERRORS_SHOWN} more)" if len(errors) > MAX_ERRORS_SHOWN else ""

@@ -23,8 +23,9 @@ collects every delivery report. Only records the broker acknowledged count:
 if any record is not acknowledged in time (an error report, or no report
 when the time is up: those are purged, so none is sent after the invocation
 has given up on it; one already on the wire may still have been written),
-the invocation fails with how many of how many failed and the first errors,
-and the next invocation starts with a new producer. The records that were
+the invocation fails with how many of how many failed and the first errors;
+the next invocation starts with a new producer only after a fatal client
+error, and otherwise keeps the connections it has. The records that were
 acknowledged stay on the topic: a retry of the whole request writes them
 again, at new offsets, so the error says how many there were.
 
@@ -75,7 +76,7 @@ _producer: Producer | None = Producer(PRODUCER_CONFIG)
 
 
 def producer() -> Producer:
-    """This execution environment's producer, made anew after a failed invocation."""
+    """This execution environment's producer, made anew only after a fatal client error."""
     global _producer
     if _producer is None:
         _producer = Producer(PRODUCER_CONFIG)
@@ -98,8 +99,11 @@ def _check(reports: kafka_delivery.DeliveryReports, total: int) -> None:
     metrics.add_metric(name="RecordsFailed", unit=MetricUnit.Count, value=failed)
     if not failed:
         return
-    # Whatever state the producer is in now (purged records, a fatal idempotence error), the next invocation gets a new one.
-    _discard_producer()
+    # Only a fatal error (librdkafka's: the idempotent producer cannot go on) needs a new client. Any other
+    # failure (a timeout, purged records) keeps this one and its connections: a new client would open new
+    # IAM-authenticated connections, which MSK admits at a few per second per broker (docs/exercise-03.md).
+    if reports.fatal:
+        _discard_producer()
     summary = reports.error_summary()
     logger.error(
         "Records not acknowledged",

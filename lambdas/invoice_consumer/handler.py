@@ -29,7 +29,9 @@ Failures: Amazon MQ event source mappings have no partial batch response; an
 invocation succeeds or fails as a whole. So every message of the batch is
 handled, and if any failed (bad input, or an EventBridge or DynamoDB error)
 the invocation raises one BatchFailed that lists each failed message by its
-JMS ``messageID`` with the reason. The broker then redelivers the whole
+JMS ``messageID`` (or its place, ``messages[<index>]``, when it has none)
+with the reason; a message that is not an object, which Lambda never sends,
+fails the same way by its place. The broker then redelivers the whole
 batch: the messages that went through are skipped as duplicates, and after
 the redelivery policy's last attempt the broker moves the messages to its
 dead-letter queue (ActiveMQ.DLQ unless the broker configuration names
@@ -58,7 +60,7 @@ from typing import Annotated, Any, Callable, Literal
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.data_classes.active_mq_event import ActiveMQEvent, ActiveMQMessage
+from aws_lambda_powertools.utilities.data_classes.active_mq_event import ActiveMQMessage
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
@@ -258,6 +260,9 @@ def message_handler(message: ActiveMQMessage) -> dict[str, str]:
     except RejectedMessage:
         metrics.add_metric(name="RejectedMessages", unit=MetricUnit.Count, value=1)
         raise
+    except Exception as exc:  # any failure to read one message is that message's rejection
+        metrics.add_metric(name="RejectedMessages", unit=MetricUnit.Count, value=1)
+        raise RejectedMessage(f"message cannot be read: {type(exc).__name__}: {exc}") from exc
     logger.append_keys(invoice_id=invoice.invoice_id, invoice_status=invoice.status)
     try:
         return forward_once(idempotency_key=invoice.idempotency_key, invoice=invoice)
@@ -280,8 +285,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         raise ValueError("not an Amazon MQ for ActiveMQ event: no messages list")
     failures: list[MessageFailure] = []
     total = 0
-    for index, message in enumerate(ActiveMQEvent(event).messages):
+    for index, raw in enumerate(event["messages"]):
         total += 1
+        if not isinstance(raw, dict):
+            reason = f"not a message object ({type(raw).__name__})"
+            logger.error("Message failed", extra={"message_id": f"messages[{index}]", "reason": reason})
+            metrics.add_metric(name="RejectedMessages", unit=MetricUnit.Count, value=1)
+            failures.append(MessageFailure(message_id=f"messages[{index}]", reason=reason))
+            continue
+        message = ActiveMQMessage(raw)
         message_id = message_label(index, message)
         destination = message.get("destination")
         queue = destination.get("physicalName") if isinstance(destination, dict) else None

@@ -33,6 +33,11 @@ each notification is keyed on the business event: source, detail-type and
   pipe puts the message on the bus with a new event ``id`` and ``time`` each
   time it delivers it, so only the request's own id recognises a retry.
 
+Any other error while reading a record (a record without a body included)
+is that record's failure, logged and counted the same way. A record Lambda
+never sends (not an object, no ``messageId``) cannot be named in the partial
+batch response: the invocation fails with a ValueError that says so.
+
 Environment:
     IDEMPOTENCY_TABLE_NAME              idempotency table (required)
     IDEMPOTENCY_EXPIRES_AFTER_SECONDS   how long a notification counts as sent, default 14 days;
@@ -265,23 +270,32 @@ class RejectedRecord(ValueError):
     """The record is not an event this function knows; it stays on the queue and ends in the DLQ."""
 
 
+def reject(record: SQSRecord, reason: str) -> RejectedRecord:
+    logger.error(
+        "Rejected record",
+        extra={
+            "message_id": record.message_id,
+            "receive_count": int(record.attributes.approximate_receive_count),
+            "reason": reason,
+        },
+    )
+    metrics.add_metric(name="RejectedRecords", unit=MetricUnit.Count, value=1)
+    return RejectedRecord(reason)
+
+
 def parse_event(record: SQSRecord) -> _KnownEvent:
+    body = record.get("body")
+    if not isinstance(body, str):
+        raise reject(record, "the record has no body")
     try:
-        return parse(event=record.body, model=NOTIFICATION_EVENT)
+        return parse(event=body, model=NOTIFICATION_EVENT)
     except ValidationError as exc:
         reason = "; ".join(
             f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}" for error in exc.errors(include_url=False, include_input=False)
         )
-        logger.error(
-            "Rejected record",
-            extra={
-                "message_id": record.message_id,
-                "receive_count": int(record.attributes.approximate_receive_count),
-                "reason": reason,
-            },
-        )
-        metrics.add_metric(name="RejectedRecords", unit=MetricUnit.Count, value=1)
-        raise RejectedRecord(reason) from exc
+        raise reject(record, reason) from exc
+    except Exception as exc:  # any failure to read one record is that record's failure, never the batch's
+        raise reject(record, f"the body cannot be read: {type(exc).__name__}: {exc}") from exc
 
 
 def idempotency_key(event: _KnownEvent) -> str:
@@ -311,11 +325,24 @@ def record_handler(record: SQSRecord) -> dict[str, str]:
         logger.remove_keys(["event_id", "detail_type", "replay_name"])
 
 
+def check_sqs_event(event: Any) -> None:
+    """Every record must be one the response can name (by its messageId); the rest of a record is read record by record."""
+    records = event.get("Records") if isinstance(event, dict) else None
+    if not isinstance(records, list):
+        raise ValueError('not an SQS event: expected "Records", a list of records')
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise ValueError(f"not an SQS event: Records[{index}] is {type(record).__name__}, expected a record object")
+        if not isinstance(record.get("messageId"), str) or not record["messageId"]:
+            raise ValueError(f"not an SQS event: Records[{index}] has no messageId, which names a record in the partial batch response")
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     idempotency_config.register_lambda_context(context)
+    check_sqs_event(event)
     response = process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
     # Partial failures are not invocation errors, so they get a metric of their own.
     metrics.add_metric(name="FailedRecords", unit=MetricUnit.Count, value=len(response["batchItemFailures"]))

@@ -309,8 +309,8 @@ def request_quote(request: QuoteRequest, wait_seconds: float) -> tuple[str, dict
     properties, body = reply
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise QuoteRefused(f"the reply to quote request {correlation_id} is not JSON: {exc}") from exc
+    except Exception as exc:  # not UTF-8, not JSON, nested too deeply (RecursionError): whatever decoding raises
+        raise QuoteRefused(f"the reply to quote request {correlation_id} is not JSON: {type(exc).__name__}: {exc}") from exc
     if not isinstance(document, dict) or document.get("status") not in ("ok", "error"):
         raise QuoteRefused(f'the reply to quote request {correlation_id} has no "status" of "ok" or "error"')
     if document["status"] == "error":

@@ -21,13 +21,16 @@ CRC-32 of its UTF-8 bytes modulo 9,501 in cents (so 5.00 to 100.00 EUR, the same
 every time); a line of 10 units or more gets 10 % off, rounded half up to the
 cent; the total is the sum of the lines.
 
-Bad requests (``data`` not base64, a body that is not UTF-8 JSON, not a valid
-request, no ``correlationId``) get ``{"status": "error", "error": "<reason>"}``
-when they have a ``replyTo``. A request without ``replyTo`` cannot be
+Bad requests (``data`` not base64, a body that is not UTF-8 JSON or nested
+too deeply to decode, not a valid request, no ``correlationId``, or any other
+error while reading it) get ``{"status": "error", "error": "<reason>"}`` when
+they have a ``replyTo``. A request without ``replyTo`` cannot be
 answered at all: it is logged as an error with its properties and data,
 counted (UnanswerableRequests) and fails the batch like an unsent reply, so
 that the broker keeps it: after the queue's delivery limit it is in the
-dead-letter queue, which alarms, instead of gone.
+dead-letter queue, which alarms, instead of gone. So does a message in a
+shape Lambda never sends (not an object, ``basicProperties`` not an object,
+a queue's messages not a list), named by its queue and place in the batch.
 
 Failures: Amazon MQ event source mappings have no partial batch response; an
 invocation succeeds or fails as a whole. So every message of the batch is
@@ -196,6 +199,8 @@ def parse_request(message: dict[str, Any]) -> QuoteRequest:
         raise BadRequest(f"the body is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
         raise BadRequest(f"the body is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
+    except Exception as exc:  # RecursionError for a body nested too deeply, or anything else decoding raises
+        raise BadRequest(f"the body is not JSON this service can read ({type(exc).__name__}: {exc})") from exc
     try:
         return QuoteRequest.model_validate(document, strict=True)
     except ValidationError as exc:
@@ -203,6 +208,8 @@ def parse_request(message: dict[str, Any]) -> QuoteRequest:
             f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}" for error in exc.errors(include_url=False, include_input=False)
         )
         raise BadRequest(f"not a valid quote request: {reason}") from exc
+    except Exception as exc:  # any failure to read one request is that request's error reply
+        raise BadRequest(f"not a valid quote request: {type(exc).__name__}: {exc}") from exc
 
 
 def _credentials(force_fetch: bool) -> pika.PlainCredentials:
@@ -342,6 +349,26 @@ def _queue_and_vhost(key: str) -> tuple[str, str]:
     return key, VIRTUAL_HOST
 
 
+def malformed(message: Any) -> str | None:
+    """Why a message is not in the shape Lambda sends, or None when it is."""
+    if not isinstance(message, dict):
+        return f"not a message object ({type(message).__name__})"
+    properties = message.get("basicProperties")
+    if properties is not None and not isinstance(properties, dict):
+        return f"basicProperties is {type(properties).__name__}, expected an object"
+    return None
+
+
+def unanswerable(label: str, reason: str, message: Any) -> str:
+    """Log and count a message that cannot be answered; the failure that sends the batch back to the broker."""
+    logger.error(
+        "Message cannot be answered, left to the broker's dead-lettering",
+        extra={"at": label, "reason": reason, "data": str(message)[:MAX_LOGGED_DATA_CHARS]},
+    )
+    metrics.add_metric(name="UnanswerableRequests", unit=MetricUnit.Count, value=1)
+    return f"{label}: {reason}"
+
+
 @dataclass
 class Outcome:
     answered: bool
@@ -405,9 +432,17 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, i
     total = answered = 0
     for key, messages in by_queue.items():
         queue, vhost = _queue_and_vhost(key)
-        for message in messages:
+        if not isinstance(messages, list):
             total += 1
-            outcome = answer(message if isinstance(message, dict) else {}, queue, vhost, unreachable)
+            failures.append(unanswerable(queue, f"the messages are {type(messages).__name__}, expected a list", messages))
+            continue
+        for index, message in enumerate(messages):
+            total += 1
+            problem = malformed(message)
+            if problem is not None:
+                failures.append(unanswerable(f"{queue}[{index}]", problem, message))
+                continue
+            outcome = answer(message, queue, vhost, unreachable)
             answered += outcome.answered
             if outcome.failure is not None:
                 failures.append(outcome.failure)

@@ -401,8 +401,8 @@ class ManagementApi:
             return None
         try:
             return json.loads(payload)
-        except ValueError:
-            raise ManagementApiError(method, path, response.status, f"the answer is not JSON: {payload[:100]!r}") from None
+        except Exception as exc:  # not JSON, or nested too deeply to decode (RecursionError)
+            raise ManagementApiError(method, path, response.status, f"the answer is not JSON: {type(exc).__name__}: {payload[:100]!r}") from None
 
     @staticmethod
     def _reason(exc: urllib.error.HTTPError) -> str:
@@ -413,7 +413,7 @@ class ManagementApi:
         try:
             answer = json.loads(raw)
             reason = f"{answer.get('error', exc.reason)}: {answer.get('reason', '')}".rstrip(": ")
-        except (ValueError, AttributeError):
+        except Exception:  # not a JSON object (or nested too deeply to decode): the text as it is
             reason = raw.decode(errors="replace").strip() or str(exc.reason)
         reason = " ".join(html.unescape(reason).split())
         if exc.code == 401:

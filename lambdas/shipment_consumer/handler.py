@@ -18,12 +18,23 @@ or text, in UTF-8.
 Effect, once per shipment update:
 
 - The table keeps the latest status of each shipment (key ``shipment_id``).
-  An update is written only if the shipment is new or its stored
-  ``occurred_at`` is earlier, in one conditional write. An update as old as
-  the stored one or older (a redelivery, a second publish of the same
-  update, an update overtaken by a later one) changes nothing and counts as
-  DuplicateShipmentsSkipped. ``carrier`` is kept from an earlier update when
-  a later one does not name it.
+  Updates are ordered by a key that cannot tie between distinct updates,
+  ``update_key``: ``occurred_at``, then the status's place in the lifecycle
+  (picked, packed, shipped, delayed, delivered), then a digest of the
+  update's content. The warehouse's clock has whole seconds and its messages
+  carry no sequence number, so two status changes can share an
+  ``occurred_at``; the key makes the outcome the same whatever order they
+  arrive in. An update is written only if the shipment is new or its stored
+  key is lower, in one conditional write. The same update again (a
+  redelivery, a second publish) changes nothing and counts as
+  DuplicateShipmentsSkipped, as does one overtaken by a later update. A
+  distinct update of the same time that ranks lower is superseded,
+  deliberately and visibly: logged as a warning and counted
+  (ShipmentUpdatesSuperseded), whether it arrives after the one that
+  outranks it or is overwritten by it. ``carrier`` is kept from an earlier
+  update when a later one does not name it. Items written before
+  ``update_key`` existed are compared by ``occurred_at`` alone until their
+  next write.
 - A ``delayed`` update that was written is also put on the event bus as
   ``ShipmentDelayed``, so that cloud-native services can react. The write
   adds the update's time to the item's ``unbridged_delays`` set, and the
@@ -48,7 +59,9 @@ went through are skipped as duplicates, and once the queue's delivery limit
 is reached, the broker dead-letters the messages through the queue's
 dead-letter exchange (a policy the infrastructure sets). A message is named
 by its AMQP ``message_id`` when the publisher set one, else by its queue and
-position in the batch, ``<queue>::<vhost>[<index>]``.
+position in the batch, ``<queue>::<vhost>[<index>]``. A message in a shape
+Lambda never sends (not an object, ``basicProperties`` not an object, a
+queue's messages not a list) fails the same way, with that reason.
 
 Environment:
     SHIPMENTS_TABLE                 shipments table, partition key shipment_id (S) (required)
@@ -60,6 +73,7 @@ Environment:
 
 import base64
 import binascii
+import hashlib
 import json
 import os
 import random
@@ -72,13 +86,15 @@ from typing import Annotated, Any, Callable, Literal
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.data_classes.rabbit_mq_event import RabbitMessage, RabbitMQEvent
+from aws_lambda_powertools.utilities.data_classes.rabbit_mq_event import RabbitMessage
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from pydantic import AwareDatetime, BaseModel, ConfigDict, StrictInt, StringConstraints, ValidationError, field_validator
 
 SCHEMA_VERSION = 1
 DETAIL_TYPE = "ShipmentDelayed"
+# The order of the statuses in a shipment's life: of two updates of the same time, the later status wins.
+STATUS_RANK = {"picked": 1, "packed": 2, "shipped": 3, "delayed": 4, "delivered": 5}
 MAX_BACKOFF_SECONDS = 5.0
 MAX_REASON_CHARS = 500
 # Entry error codes that the PutEvents reference lists as not retryable.
@@ -145,6 +161,15 @@ class ShipmentUpdate(BaseModel):
     def occurred_at_text(self) -> str:
         return utc_text(self.occurred_at)
 
+    @cached_property
+    def update_key(self) -> str:
+        """What orders updates, without ties between distinct ones: the time, the status's rank, a digest of the content.
+
+        Fixed-width text, so that DynamoDB's text order is this order.
+        """
+        digest = hashlib.sha256(json.dumps(self.detail(), sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+        return f"{self.occurred_at_text}#{STATUS_RANK[self.status]}#{digest}"
+
     def detail(self) -> dict[str, Any]:
         """The update as the event bus carries it."""
         detail = {
@@ -188,9 +213,16 @@ def _json_media_type(content_type: str) -> bool:
     return media_type in ("application/json", "text/plain", "text/json") or media_type.endswith("+json")
 
 
+def _properties(message: RabbitMessage) -> dict[str, Any]:
+    properties = message.get("basicProperties") or {}
+    if not isinstance(properties, dict):
+        raise RejectedMessage(f"basicProperties is {type(properties).__name__}, expected an object")
+    return properties
+
+
 def message_body(message: RabbitMessage) -> bytes:
     """The message body, decoded from base64, after a check of what the AMQP properties say it is."""
-    properties = message.get("basicProperties") or {}
+    properties = _properties(message)
     content_type = properties.get("contentType")
     if content_type is not None and not _json_media_type(str(content_type)):
         raise RejectedMessage(f"content type {content_type!r} is not JSON or text")
@@ -243,15 +275,16 @@ def put_delay_on_bus(update: ShipmentUpdate) -> str:
 
 
 def record(update: ShipmentUpdate, message_id: str) -> tuple[bool, dict[str, Any]]:
-    """Write the update if it is the latest of its shipment: (written, stored item when not written)."""
+    """Write the update if it is the latest of its shipment: (written, the values it replaced or the stored item that outranks it)."""
     names = {"#status": "status"}
     values: dict[str, Any] = {
         ":order_id": {"S": update.order_id},
         ":status": {"S": update.status},
         ":occurred_at": {"S": update.occurred_at_text},
         ":message_id": {"S": message_id},
+        ":update_key": {"S": update.update_key},
     }
-    assignments = ["order_id = :order_id", "#status = :status", "occurred_at = :occurred_at", "message_id = :message_id"]
+    assignments = ["order_id = :order_id", "#status = :status", "occurred_at = :occurred_at", "message_id = :message_id", "update_key = :update_key"]
     if update.carrier is not None:
         assignments.append("carrier = :carrier")
         values[":carrier"] = {"S": update.carrier}
@@ -260,18 +293,42 @@ def record(update: ShipmentUpdate, message_id: str) -> tuple[bool, dict[str, Any
         expression += " ADD unbridged_delays :delay"
         values[":delay"] = {"SS": [update.occurred_at_text]}
     try:
-        dynamodb.update_item(
+        replaced = dynamodb.update_item(
             TableName=TABLE_NAME,
             Key={"shipment_id": {"S": update.shipment_id}},
             UpdateExpression=expression,
-            ConditionExpression="attribute_not_exists(shipment_id) OR occurred_at < :occurred_at",
+            ConditionExpression=(
+                "attribute_not_exists(shipment_id) OR update_key < :update_key OR (attribute_not_exists(update_key) AND occurred_at < :occurred_at)"
+            ),
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
+            ReturnValues="ALL_OLD",
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
     except dynamodb.exceptions.ConditionalCheckFailedException as exc:
         return False, exc.response.get("Item", {})
-    return True, {}
+    return True, replaced.get("Attributes", {})
+
+
+def _text(item: dict[str, Any], name: str) -> str | None:
+    return item.get(name, {}).get("S")
+
+
+def is_same_update(update: ShipmentUpdate, stored: dict[str, Any]) -> bool:
+    """Whether the stored item holds this very update (an item written before update_key: the same time and status)."""
+    key = _text(stored, "update_key")
+    if key is None:
+        return _text(stored, "occurred_at") == update.occurred_at_text and _text(stored, "status") == update.status
+    return key == update.update_key
+
+
+def superseded(kept_status: str | None, superseded_status: str | None, update: ShipmentUpdate) -> None:
+    """A distinct update of the same time lost to one that ranks higher: not an error, but never silent."""
+    logger.warning(
+        "Shipment update superseded by another of the same time",
+        extra={"occurred_at": update.occurred_at_text, "kept_status": kept_status, "superseded_status": superseded_status},
+    )
+    metrics.add_metric(name="ShipmentUpdatesSuperseded", unit=MetricUnit.Count, value=1)
 
 
 def mark_bridged(update: ShipmentUpdate) -> None:
@@ -298,32 +355,50 @@ def message_handler(message: RabbitMessage, message_id: str) -> str:
     except RejectedMessage:
         metrics.add_metric(name="RejectedMessages", unit=MetricUnit.Count, value=1)
         raise
+    except Exception as exc:  # any failure to read one message is that message's rejection
+        metrics.add_metric(name="RejectedMessages", unit=MetricUnit.Count, value=1)
+        raise RejectedMessage(f"message cannot be read: {type(exc).__name__}: {exc}") from exc
     logger.append_keys(shipment_id=update.shipment_id, status=update.status, occurred_at=update.occurred_at_text)
     try:
         written, stored = record(update, message_id)
+        same_time = _text(stored, "occurred_at") == update.occurred_at_text
         if written:
             logger.info("Shipment status recorded")
             metrics.add_metric(name="ShipmentsRecorded", unit=MetricUnit.Count, value=1)
+            if same_time:  # it outranks a distinct update of the same time, recorded before it
+                superseded(update.status, _text(stored, "status"), update)
             if update.status != "delayed":
                 return "recorded"
             bridge(update)
             return "recorded and bridged"
-        logger.info("Shipment update not newer than the stored one, skipped", extra={"stored_occurred_at": stored.get("occurred_at", {}).get("S")})
-        metrics.add_metric(name="DuplicateShipmentsSkipped", unit=MetricUnit.Count, value=1)
+        if same_time and not is_same_update(update, stored):
+            superseded(_text(stored, "status"), update.status, update)
+            outcome = "superseded"
+        else:
+            logger.info("Shipment update not newer than the stored one, skipped", extra={"stored_occurred_at": stored.get("occurred_at", {}).get("S")})
+            metrics.add_metric(name="DuplicateShipmentsSkipped", unit=MetricUnit.Count, value=1)
+            outcome = "skipped"
         if update.status == "delayed" and update.occurred_at_text in stored.get("unbridged_delays", {}).get("SS", []):
-            # Written by an earlier delivery whose PutEvents failed: forward it now.
+            # Written by an earlier delivery whose PutEvents failed (and outranked since, maybe): forward it now.
             bridge(update)
             return "bridged on redelivery"
-        return "skipped"
+        return outcome
     finally:
         logger.remove_keys(["shipment_id", "status", "occurred_at"])
 
 
 def message_label(queue: str, index: int, message: RabbitMessage) -> str:
     """The AMQP message_id when the publisher set one, else the message's queue and place in the batch."""
-    properties = message.get("basicProperties") or {}
-    message_id = properties.get("messageId")
+    properties = message.get("basicProperties")
+    message_id = properties.get("messageId") if isinstance(properties, dict) else None
     return message_id if isinstance(message_id, str) and message_id else f"{queue}[{index}]"
+
+
+def malformed(label: str, reason: str) -> MessageFailure:
+    """A message in a shape Lambda never sends: rejected by its place in the batch."""
+    logger.error("Message failed", extra={"message_id": label, "reason": reason})
+    metrics.add_metric(name="RejectedMessages", unit=MetricUnit.Count, value=1)
+    return MessageFailure(message_id=label, reason=reason)
 
 
 @logger.inject_lambda_context
@@ -332,13 +407,20 @@ def message_label(queue: str, index: int, message: RabbitMessage) -> str:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if not isinstance(event, dict) or not isinstance(event.get("rmqMessagesByQueue"), dict):
         raise ValueError("not an Amazon MQ for RabbitMQ event: no rmqMessagesByQueue object")
-    batch = RabbitMQEvent(event)
     failures: list[MessageFailure] = []
     outcomes: dict[str, int] = {}
     total = 0
-    for queue, messages in batch.rmq_messages_by_queue.items():
-        for index, message in enumerate(messages):
+    for queue, messages in event["rmqMessagesByQueue"].items():
+        if not isinstance(messages, list):
             total += 1
+            failures.append(malformed(queue, f"the messages are {type(messages).__name__}, expected a list"))
+            continue
+        for index, raw in enumerate(messages):
+            total += 1
+            if not isinstance(raw, dict):
+                failures.append(malformed(f"{queue}[{index}]", f"not a message object ({type(raw).__name__})"))
+                continue
+            message = RabbitMessage(raw)
             message_id = message_label(queue, index, message)
             logger.append_keys(message_id=message_id, queue=queue, redelivered=message.get("redelivered"))
             try:

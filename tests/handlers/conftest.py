@@ -616,8 +616,19 @@ class StreamRecords:
         self._sequence = itertools.count(4_100_000_000_000_000_000_001)
 
     @staticmethod
+    def _as_json(value: Any) -> Any:
+        """An attribute value as the stream's JSON carries it: boto3 decodes B and BS to bytes, Lambda passes base64 text."""
+        if isinstance(value, (bytes, bytearray)):
+            return base64.b64encode(value).decode()
+        if isinstance(value, dict):
+            return {name: StreamRecords._as_json(item) for name, item in value.items()}
+        if isinstance(value, list):
+            return [StreamRecords._as_json(item) for item in value]
+        return value
+
+    @staticmethod
     def _lambda_shape(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
-        stream_record = dict(record["dynamodb"])
+        stream_record = StreamRecords._as_json(dict(record["dynamodb"]))
         created = stream_record.get("ApproximateCreationDateTime")
         if isinstance(created, datetime):  # boto3 parses it; Lambda passes epoch seconds
             stream_record["ApproximateCreationDateTime"] = int(created.timestamp())

@@ -2,9 +2,10 @@
 
 The shape (Lambda developer guide, "Using Lambda with Amazon MSK", example
 event): ``records`` maps ``"<topic>-<partition>"`` to that partition's records
-in offset order; ``key`` and ``value`` are base64 text (``key`` is absent
-from the JSON, i.e. ``null``, for a record without a key); each header is a
-one-entry object whose value is the header's bytes as a list of integers.
+in offset order; ``key`` and ``value`` are base64 text, and each is absent
+from the JSON when it is ``null`` (a record without a key; a tombstone, whose
+value is null); each header is a one-entry object whose value is the header's
+bytes as a list of integers.
 """
 
 import base64
@@ -63,7 +64,7 @@ def record(
     headers: list[dict[str, list[int]]] | None = None,
     timestamp_ms: int | None = None,
 ) -> dict[str, Any]:
-    """One record. ``value`` as a dict is JSON-encoded; ``raw_key``/``raw_value`` go in as they are (for text that is not base64)."""
+    """One record. ``value`` as a dict is JSON-encoded, None makes a tombstone; ``raw_key``/``raw_value`` go in as they are (for text that is not base64)."""
     if isinstance(value, dict):
         value = json.dumps(value)
     entry: dict[str, Any] = {
@@ -72,9 +73,11 @@ def record(
         "offset": offset,
         "timestamp": timestamp_ms if timestamp_ms is not None else int(time.time() * 1000),
         "timestampType": "CREATE_TIME",
-        "value": raw_value if raw_value is not None else (None if value is None else _b64(value)),
         "headers": headers if headers is not None else [header("content-type", "application/json")],
     }
+    encoded_value = raw_value if raw_value is not None else (None if value is None else _b64(value))
+    if encoded_value is not None:  # Lambda leaves a null value out, as it does a null key
+        entry["value"] = encoded_value
     encoded_key = raw_key if raw_key is not None else (None if key is None else _b64(key))
     if encoded_key is not None:
         entry["key"] = encoded_key

@@ -13,6 +13,8 @@ from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.handlers.record_shapes import nested
+
 TABLE = "accounts-event-store"
 BASE_DELAY = 0.05
 FAST = settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -862,3 +864,23 @@ def test_the_rules_alone_keep_balances_at_zero_or_above_and_any_snapshot_plus_ta
             snapshot = loaded.snapshot_state(loaded.fold(history_of_one[:version]))
             restored = loaded.state_from_snapshot(version, snapshot)
             assert loaded.fold(history_of_one[version:], restored) == whole
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (nested(990), "The command must be a JSON object, got list."),
+        ({"command": nested(990), "account_id": "acc-1"}, "command: must be one of open, deposit, withdraw, close."),
+        ({"command": "deposit", "account_id": "acc-1", "amount": nested(990)}, "Invalid deposit command: amount: Value error, must be a number."),
+        ({"command": "open", "account_id": "acc-1", "owner": "Ada", "notes": nested(990)}, "Invalid open command: notes: Extra inputs are not permitted."),
+        ({"command": "open", "account_id": nested(990), "owner": "Ada"}, "Invalid open command: account_id: Input should be a valid string."),
+    ],
+    ids=["the command", "its name", "an amount", "an unknown field", "the account id"],
+)
+def test_a_deeply_nested_command_is_refused_naming_the_field_and_writes_nothing(loaded, store, lambda_context, command, message):
+    # A direct invocation's payload is JSON the runtime has decoded already: as deep as its decoder allows.
+    before = item_count()
+
+    assert loaded.lambda_handler(command, lambda_context) == {"ok": False, "error": "InvalidCommand", "message": message}
+
+    assert item_count() == before

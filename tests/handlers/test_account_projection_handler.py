@@ -184,6 +184,135 @@ def test_a_closing_event_closes_the_account_in_the_read_model(projection, insert
     assert read_model("acc-1")["status"] == "closed"
 
 
+# --- binary attributes: base64 text on the stream ------------------------------------------
+
+
+def test_an_event_with_binary_attributes_read_from_the_stream_is_projected(projection, world, stream_records, lambda_context, log_records):
+    logs = log_records(projection)
+    item = {
+        **image(account_id="acc-binary", version=1),
+        "signature": {"B": b"hello"},
+        "thumbprints": {"BS": [b"hello", b"world"]},
+        "data": {"M": {"owner": {"S": "Ada"}, "scan": {"B": b"\x00\xffpdf"}, "pages": {"L": [{"B": b"page 1"}, {"M": {"raw": {"B": b"p2"}}}]}}},
+    }
+    boto3.client("dynamodb").put_item(TableName=EVENT_STORE, Item=item)
+    [record] = [r for r in stream_records.read_stream(world) if r["dynamodb"]["Keys"]["aggregate_id"]["S"] == "acc-binary"]
+    new_image = record["dynamodb"]["NewImage"]
+    # As Lambda passes them: base64 text, in a map and a list too.
+    assert new_image["signature"] == {"B": "aGVsbG8="}
+    assert new_image["thumbprints"] == {"BS": ["aGVsbG8=", "d29ybGQ="]} or new_image["thumbprints"] == {"BS": ["d29ybGQ=", "aGVsbG8="]}
+    assert new_image["data"]["M"]["scan"] == {"B": "AP9wZGY="}
+
+    assert handle(projection, [record], lambda_context) == failures()
+
+    assert read_model("acc-binary")["last_version"] == 1 and read_model("acc-binary")["owner"] == "Ada"
+    assert not [r for r in logs if r.getMessage() == "Rejected record"]
+
+
+def test_binary_attributes_are_decoded_from_base64_wherever_they_are(projection):
+    new_image = {
+        "signature": {"B": "aGVsbG8="},
+        "thumbprints": {"BS": ["aGVsbG8=", "d29ybGQ="]},
+        "data": {"M": {"scan": {"B": "AP9wZGY="}, "pages": {"L": [{"B": "cGFnZSAx"}, {"M": {"raw": {"B": "cDI="}}}]}}},
+    }
+
+    reason, item = projection._why_not_an_event({"eventName": "INSERT", "dynamodb": {"NewImage": new_image}})
+
+    assert reason == ""
+    assert item["signature"].value == b"hello"
+    assert {binary.value for binary in item["thumbprints"]} == {b"hello", b"world"}
+    assert item["data"]["scan"].value == b"\x00\xffpdf"
+    assert [item["data"]["pages"][0].value, item["data"]["pages"][1]["raw"].value] == [b"page 1", b"p2"]
+
+
+def test_a_binary_attribute_that_is_not_base64_is_a_failed_item_with_its_reason(projection, insert, lambda_context, log_records):
+    logs = log_records(projection)
+    bad = insert(with_value("signature", {"M": {"scan": {"B": "not base64!"}}}))
+
+    assert handle(projection, [bad], lambda_context) == failures(bad)
+
+    [rejected] = [r for r in logs if r.getMessage() == "Rejected record"]
+    assert rejected.reason.startswith("NewImage is not DynamoDB JSON: signature.scan: B is not base64")
+
+
+# --- input no stream sends: too deep, not a record, no sequence number ----------------------------
+
+
+def deeply_nested(depth):
+    value = {"S": "bottom"}
+    for _ in range(depth):
+        value = {"L": [value]}
+    return value
+
+
+@pytest.mark.parametrize("depth", [33, 1000])
+def test_an_image_nested_deeper_than_dynamodb_allows_is_a_failed_item_with_its_reason(projection, insert, lambda_context, log_records, capsys, depth):
+    logs = log_records(projection)
+    good = insert(image(account_id="acc-good-deep", version=1))
+    bad = insert(image(version=7))
+    bad["dynamodb"]["NewImage"]["data"] = {"M": {"tree": deeply_nested(depth)}}
+    capsys.readouterr()
+
+    assert handle(projection, [bad, good], lambda_context) == failures(bad)
+
+    [rejected] = [r for r in logs if r.getMessage() == "Rejected record"]
+    assert rejected.reason.startswith("NewImage is not DynamoDB JSON: data.tree") and "nested deeper than the 32 levels DynamoDB allows" in rejected.reason
+    assert read_model("acc-good-deep")["last_version"] == 1
+    [blob] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line and "FailedRecords" in line]
+    assert (blob["RejectedRecords"], blob["FailedRecords"]) == ([1.0], [1.0])
+
+
+def test_an_image_at_dynamodbs_deepest_nesting_is_projected(projection, insert, lambda_context):
+    record = insert(image(account_id="acc-deep-ok", version=1, data={"owner": "Ada"}))
+    record["dynamodb"]["NewImage"]["data"]["M"]["tree"] = deeply_nested(31)  # data is level 1, so 32 in all
+
+    assert handle(projection, [record], lambda_context) == failures()
+
+
+def test_any_exception_while_reading_a_record_is_that_records_failure(projection, insert, lambda_context, log_records, monkeypatch):
+    logs = log_records(projection)
+    real_parse = projection.read_model.parse_item
+
+    def parse_item(item):
+        if item["aggregate_id"] == "acc-odd":
+            raise TypeError("unhashable type: 'dict'")
+        return real_parse(item)
+
+    monkeypatch.setattr(projection.read_model, "parse_item", parse_item)
+    bad, good = insert(image(account_id="acc-odd", version=1)), insert(image(account_id="acc-fine", version=1))
+
+    assert handle(projection, [bad, good], lambda_context) == failures(bad)
+
+    [rejected] = [r for r in logs if r.getMessage() == "Rejected record"]
+    assert rejected.reason == "the image is not an event: TypeError: unhashable type: 'dict'"
+    assert read_model("acc-odd") is None and read_model("acc-fine")["last_version"] == 1
+
+
+@pytest.mark.parametrize(
+    ("shape", "expected"),
+    [
+        ("text", r"^not a DynamoDB stream event: Records\[1\] is str, expected a record object$"),
+        ("no dynamodb", r"^not a DynamoDB stream event: Records\[1\] has no dynamodb.SequenceNumber, "),
+        ("no sequence number", r"^not a DynamoDB stream event: Records\[1\] has no dynamodb.SequenceNumber, "),
+        ("no records", r'^not a DynamoDB stream event: expected "Records", a list of records$'),
+    ],
+)
+def test_fails_when_a_record_cannot_be_named_in_the_response(projection, insert, lambda_context, shape, expected):
+    good = insert(image(account_id="acc-shape", version=1))
+    odd = insert(image(account_id="acc-shape", version=2))
+    if shape == "text":
+        odd = "INSERT acc-shape 2"
+    elif shape == "no dynamodb":
+        del odd["dynamodb"]
+    else:
+        del odd["dynamodb"]["SequenceNumber"]
+    event = {"Records": {"0": good}} if shape == "no records" else {"Records": [good, odd]}
+
+    # Lambda names a failed stream record by its sequence number: without one it can be neither reported nor retried alone.
+    with pytest.raises(ValueError, match=expected):
+        projection.lambda_handler(event, lambda_context)
+
+
 # --- records that are not appended events ---------------------------------------------
 
 

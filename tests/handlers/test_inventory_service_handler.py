@@ -9,6 +9,16 @@ from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.handlers.record_shapes import (
+    DEEPLY_NESTED,
+    NOT_AN_OBJECT,
+    NOT_AN_OBJECT_IDS,
+    UNNAMEABLE_SQS_RECORD_IDS,
+    UNNAMEABLE_SQS_RECORDS,
+    metric_totals,
+    unnameable_sqs_event,
+)
+
 FAST = settings(max_examples=50, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 TABLE_NAME = "inventory-idempotency"
 BASE_DELAY = 0.05
@@ -402,3 +412,72 @@ def test_no_record_is_lost_whatever_the_bodies(loaded, sqs_events, eventbridge_s
 
     expected = [record["messageId"] for (is_good, _), record in zip(items, records, strict=True) if not is_good]
     assert response == failures(*expected)
+
+
+# --- input no batch may fail on: too deep, not an object, unreadable, records Lambda never sends -----------
+
+
+@pytest.mark.parametrize(("body", "reason"), NOT_AN_OBJECT, ids=NOT_AN_OBJECT_IDS)
+def test_a_body_nested_too_deeply_or_not_an_object_fails_only_its_record_with_its_reason(
+    inventory, sqs_events, record, lambda_context, log_records, capsys, body, reason
+):
+    logs = log_records(inventory)
+    bad, good = sqs_events.record(body, queue="inventory"), record("OrderPlaced", new_order())
+    capsys.readouterr()
+
+    assert inventory.lambda_handler(sqs_events.event([bad, good]), lambda_context) == failures(bad["messageId"])
+
+    [rejected] = [r for r in logs if r.getMessage() == "Rejected record"]
+    assert rejected.message_id == bad["messageId"] and reason in rejected.reason
+    assert metric_totals(capsys.readouterr().out)["RejectedRecords"] == 1
+
+
+def test_a_record_without_a_body_fails_with_that_reason(inventory, sqs_events, record, lambda_context, log_records):
+    logs = log_records(inventory)
+    bad, good = record("OrderPlaced", new_order(order_id="o-unreadable")), record("OrderPlaced", new_order())
+    del bad["body"]
+
+    assert inventory.lambda_handler(sqs_events.event([bad, good]), lambda_context) == failures(bad["messageId"])
+
+    [rejected] = [r for r in logs if r.getMessage() == "Rejected record"]
+    assert (rejected.message_id, rejected.reason) == (bad["messageId"], "the record has no body")
+
+
+def test_any_exception_while_reading_a_record_is_that_records_failure(inventory, sqs_events, record, lambda_context, log_records, capsys, monkeypatch):
+    real = inventory.parse
+
+    def reading(*args, **kwargs):
+        if "o-unreadable" in str(kwargs.get("event", args[0] if args else "")):
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(inventory, "parse", reading)
+    logs = log_records(inventory)
+    bad, good = record("OrderPlaced", new_order(order_id="o-unreadable")), record("OrderPlaced", new_order())
+    capsys.readouterr()
+
+    assert inventory.lambda_handler(sqs_events.event([bad, good]), lambda_context) == failures(bad["messageId"])
+
+    [rejected] = [r for r in logs if r.getMessage() == "Rejected record"]
+    assert (rejected.message_id, rejected.reason) == (bad["messageId"], "the body cannot be read: RecursionError: maximum recursion depth exceeded")
+    assert metric_totals(capsys.readouterr().out)["RejectedRecords"] == 1
+
+
+@pytest.mark.parametrize(("shape", "expected"), UNNAMEABLE_SQS_RECORDS, ids=UNNAMEABLE_SQS_RECORD_IDS)
+def test_fails_when_a_record_cannot_be_named_in_the_response(inventory, sqs_events, record, lambda_context, shape, expected):
+    # Lambda names a failed SQS record by its messageId: without one it can be neither reported nor retried alone.
+    with pytest.raises(ValueError, match=expected):
+        inventory.lambda_handler(unnameable_sqs_event(record("OrderPlaced", new_order()), shape), lambda_context)
+
+
+@pytest.mark.parametrize("where", ["detail", "field"])
+def test_an_eventbridge_event_nested_too_deeply_fails_only_its_record(inventory, sqs_events, eventbridge_event, record, lambda_context, log_records, where):
+    logs = log_records(inventory)
+    detail = "NESTED" if where == "detail" else {**new_order(), "order_id": "NESTED"}
+    body = json.dumps(eventbridge_event(ORDERS, "OrderPlaced", detail)).replace('"NESTED"', DEEPLY_NESTED)
+    bad, good = sqs_events.record(body, queue="inventory"), record("OrderPlaced", new_order())
+
+    assert inventory.lambda_handler(sqs_events.event([bad, good]), lambda_context) == failures(bad["messageId"])
+
+    [rejected] = [r for r in logs if r.getMessage() == "Rejected record"]
+    assert rejected.message_id == bad["messageId"] and "Invalid JSON: recursion limit exceeded" in rejected.reason

@@ -192,6 +192,11 @@ BAD_MESSAGES = {
     "bytes not UTF-8": (dict(body=b"\xac\xed\x00\x05sr", message_type="jms/bytes-message"), "body is not UTF-8 text"),
     "not JSON": (dict(body="invoice inv-1 paid"), "body is not JSON"),
     "JSON but not an object": (dict(body='"inv-1"'), "not an invoice event: body: Input should be an object"),
+    "a list": (dict(body="[1, 2]"), "not an invoice event: body: Input should be an object"),
+    "a number": (dict(body="42"), "not an invoice event: body: Input should be an object"),
+    "null": (dict(body="null"), "not an invoice event: body: Input should be an object"),
+    "deeply nested": (dict(body="[" * 1000 + "]" * 1000), "body is not JSON: Invalid JSON: recursion limit exceeded"),
+    "deeply nested field": (dict(body='{"schema_version": 1, "amount": ' + "[" * 1000 + "]" * 1000 + "}"), "body is not JSON: Invalid JSON: recursion limit"),
     "unknown status": (dict(body=new_invoice(status="refunded")), "not an invoice event: status: Input should be 'issued', 'paid' or 'voided'"),
     "amount as a number": (dict(body=new_invoice(amount=123.45)), "not an invoice event: amount: Input should be a valid string"),
     "negative amount": (dict(body=new_invoice(amount="-5.00")), "not an invoice event: amount: String should match pattern"),
@@ -260,6 +265,42 @@ def test_a_message_without_an_id_is_named_by_its_place(consumer, amq, lambda_con
     error = failing(consumer, amq.event([amq.invoice_message(new_invoice()), anonymous]), lambda_context)
 
     assert error.failed_message_ids == ["messages[1]"]
+
+
+def test_any_exception_while_reading_a_message_is_its_rejection(consumer, forwarded, amq, lambda_context, monkeypatch, capsys):
+    real_validate = consumer.InvoiceEvent.model_validate_json
+
+    def validate(text):
+        if "inv-unreadable" in text:
+            raise RecursionError("maximum recursion depth exceeded")
+        return real_validate(text)
+
+    monkeypatch.setattr(consumer.InvoiceEvent, "model_validate_json", validate)
+    bad = amq.invoice_message(new_invoice(invoice_id="inv-unreadable"))
+    capsys.readouterr()
+
+    error = failing(consumer, amq.event([bad, amq.invoice_message(new_invoice())]), lambda_context)
+
+    assert [(f.message_id, f.reason) for f in error.failures] == [
+        (bad["messageID"], "message cannot be read: RecursionError: maximum recursion depth exceeded")
+    ]
+    assert len(forwarded()) == 1
+    assert metric_totals(capsys.readouterr().out)["RejectedMessages"] == 1
+
+
+@pytest.mark.parametrize(
+    ("odd", "reason"),
+    [("an invoice", "not a message object (str)"), (None, "not a message object (NoneType)"), (["messageID", "ID:1"], "not a message object (list)")],
+    ids=["text", "null", "list"],
+)
+def test_a_message_lambda_would_never_send_fails_the_batch_by_its_place_with_a_clear_reason(consumer, forwarded, amq, lambda_context, capsys, odd, reason):
+    capsys.readouterr()
+
+    error = failing(consumer, amq.event([amq.invoice_message(new_invoice()), odd]), lambda_context)
+
+    assert [(f.message_id, f.reason) for f in error.failures] == [("messages[1]", reason)]
+    assert len(forwarded()) == 1
+    assert metric_totals(capsys.readouterr().out)["RejectedMessages"] == 1
 
 
 @pytest.mark.parametrize("event", [{}, {"Records": []}, {"eventSource": "aws:rmq", "rmqMessagesByQueue": {}}, {"messages": {}}])

@@ -15,6 +15,8 @@ import uuid
 import pytest
 import stomp
 
+from tests.handlers.record_shapes import nested
+
 # The broker fixtures: rabbitmq, broker_vhost, broker_secret, broker_env, stomp_relay.
 pytest_plugins = ("tests.handlers.rabbitmq",)
 
@@ -349,3 +351,19 @@ def test_tls_covers_every_host(load_publisher, monkeypatch):
 def test_broker_tls_must_be_true_or_false(load_publisher):
     with pytest.raises(ValueError, match=r"BROKER_TLS must be true or false, got 'on'"):
         load_publisher(BROKER_TLS="on")
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        (nested(990), r'"invoices" list'),
+        ({"invoices": nested(990)}, r"^1 invalid invoice\(s\), nothing sent: invoices\[0\]: invoice: Input should be a valid dictionary"),
+        ({"invoices": [invoice(0, amount=nested(990))]}, r"invoices\[0\]: amount: "),
+        ({"invoices": [invoice(0, lines=nested(990))]}, r"invoices\[0\]: lines: Extra inputs are not permitted"),
+    ],
+    ids=["the request", "the invoices", "a field", "an unknown field"],
+)
+def test_a_deeply_nested_request_is_refused_and_nothing_is_sent(publisher, stomp_broker, lambda_context, event, reason):
+    # A direct invocation's payload is JSON the runtime has decoded already: as deep as its decoder allows.
+    with pytest.raises(ValueError, match=reason):
+        publisher.lambda_handler(event, lambda_context)

@@ -6,6 +6,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.handlers.record_shapes import (
+    NOT_AN_OBJECT,
+    NOT_AN_OBJECT_IDS,
+    UNNAMEABLE_SQS_RECORD_IDS,
+    UNNAMEABLE_SQS_RECORDS,
+    metric_totals,
+    unnameable_sqs_event,
+)
+
 FAST = settings(max_examples=50, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 QUEUE = "ledger.fifo"
 
@@ -135,3 +144,59 @@ def test_a_bad_record_holds_back_exactly_the_rest_of_its_group(ledger, sqs_event
 
     bad_indexes = {i for i, (is_good, _) in enumerate(items) if not is_good}
     assert response == failures(*expected_failures(records, bad_indexes))
+
+
+# --- input no batch may fail on: too deep, not an object, unreadable, records Lambda never sends -----------
+
+
+@pytest.mark.parametrize(("body", "reason"), NOT_AN_OBJECT, ids=NOT_AN_OBJECT_IDS)
+def test_a_body_nested_too_deeply_or_not_an_object_fails_only_its_record_with_its_reason(
+    ledger, sqs_events, new_order, lambda_context, log_records, capsys, body, reason
+):
+    logs = log_records(ledger)
+    bad, good = sqs_events.record(body, queue=QUEUE, group_id="c-odd"), sqs_events.order_record(new_order(), queue=QUEUE)
+    capsys.readouterr()
+
+    assert ledger.lambda_handler(sqs_events.event([bad, good]), lambda_context) == failures(bad["messageId"])
+
+    [rejected] = [r for r in logs if r.getMessage() == "Rejected record"]
+    assert rejected.message_id == bad["messageId"] and reason in rejected.reason
+    assert metric_totals(capsys.readouterr().out)["RejectedRecords"] == 1
+
+
+def test_a_record_without_a_body_fails_with_that_reason(ledger, sqs_events, new_order, lambda_context, log_records):
+    logs = log_records(ledger)
+    bad, good = sqs_events.order_record(new_order(order_id="o-unreadable"), queue=QUEUE), sqs_events.order_record(new_order(), queue=QUEUE)
+    del bad["body"]
+
+    assert ledger.lambda_handler(sqs_events.event([bad, good]), lambda_context) == failures(bad["messageId"])
+
+    [rejected] = [r for r in logs if r.getMessage() == "Rejected record"]
+    assert (rejected.message_id, rejected.reason) == (bad["messageId"], "the record has no body")
+
+
+def test_any_exception_while_reading_a_record_is_that_records_failure(ledger, sqs_events, new_order, lambda_context, log_records, capsys, monkeypatch):
+    real = ledger.LedgerEvent.model_validate_json
+
+    def reading(*args, **kwargs):
+        if "o-unreadable" in str(kwargs.get("event", args[0] if args else "")):
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ledger.LedgerEvent, "model_validate_json", reading)
+    logs = log_records(ledger)
+    bad, good = sqs_events.order_record(new_order(order_id="o-unreadable"), queue=QUEUE), sqs_events.order_record(new_order(), queue=QUEUE)
+    capsys.readouterr()
+
+    assert ledger.lambda_handler(sqs_events.event([bad, good]), lambda_context) == failures(bad["messageId"])
+
+    [rejected] = [r for r in logs if r.getMessage() == "Rejected record"]
+    assert (rejected.message_id, rejected.reason) == (bad["messageId"], "the body cannot be read: RecursionError: maximum recursion depth exceeded")
+    assert metric_totals(capsys.readouterr().out)["RejectedRecords"] == 1
+
+
+@pytest.mark.parametrize(("shape", "expected"), UNNAMEABLE_SQS_RECORDS, ids=UNNAMEABLE_SQS_RECORD_IDS)
+def test_fails_when_a_record_cannot_be_named_in_the_response(ledger, sqs_events, new_order, lambda_context, shape, expected):
+    # Lambda names a failed SQS record by its messageId: without one it can be neither reported nor retried alone.
+    with pytest.raises(ValueError, match=expected):
+        ledger.lambda_handler(unnameable_sqs_event(sqs_events.order_record(new_order(), queue=QUEUE), shape), lambda_context)

@@ -11,6 +11,8 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from tests.handlers.record_shapes import nested
+
 BASE_DELAY = 0.05
 
 
@@ -433,3 +435,20 @@ def test_the_error_message_lists_ids_up_to_a_limit(producer):
     assert message.startswith("130 not published to arn:topic: id-0 (Throttled), id-1 (Throttled)")
     assert "id-99 (Throttled), and 30 more" in message
     assert "id-100" not in message
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        (nested(990), r'"orders" list'),
+        ({"orders": nested(990)}, r"^1 invalid order\(s\), nothing published: orders\[0\]: order: Input should be a valid dictionary"),
+        ({"orders": [new_request_order(0, total=nested(990))]}, r"orders\[0\]: total: "),
+        ({"orders": [new_request_order(0, notes=nested(990))]}, r"orders\[0\]: notes: Extra inputs are not permitted"),
+    ],
+    ids=["the request", "the orders", "a field", "an unknown field"],
+)
+def test_a_deeply_nested_request_is_refused_and_nothing_is_published(producer, lambda_context, event, reason):
+    # A direct invocation's payload is JSON the runtime has decoded already: as deep as its decoder allows.
+    with pytest.raises(ValueError, match=reason):
+        producer.lambda_handler(event, lambda_context)
+    assert producer.calls == []

@@ -7,6 +7,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.handlers.record_shapes import nested
+
 BASE_DELAY = 0.05
 BUS_NAME = "blueprints"
 
@@ -415,3 +417,21 @@ def test_nothing_else_is_called(publisher, lambda_context):
 
     assert calls == {"PutEvents": 3}
     assert boto3.client("events").list_event_buses()["EventBuses"]  # moto is still the one answering
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        (nested(990), r'"events" list'),
+        ({"events": nested(990)}, r"^1 invalid event\(s\), nothing published: events\[0\]: event: Input should be a valid dictionary"),
+        ({"events": [{"detail_type": "OrderPlaced", "detail": nested(990)}]}, r"events\[0\]: detail: "),
+        ({"events": [request_event(0, total=nested(990))]}, r"events\[0\]: detail.total: "),
+        ({"events": [request_event(0, notes=nested(990))]}, r"events\[0\]: detail.notes: Extra inputs are not permitted"),
+    ],
+    ids=["the request", "the events", "the detail", "a field", "an unknown field"],
+)
+def test_a_deeply_nested_request_is_refused_and_nothing_is_put(publisher, lambda_context, event, reason):
+    # A direct invocation's payload is JSON the runtime has decoded already: as deep as its decoder allows.
+    with pytest.raises(ValueError, match=reason):
+        publisher.lambda_handler(event, lambda_context)
+    assert publisher.calls == []

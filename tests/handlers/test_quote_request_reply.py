@@ -302,6 +302,35 @@ def test_an_invalid_request_sends_nothing(requester, quote_broker, lambda_contex
     assert quote_broker.drain(REQUEST_QUEUE) == []
 
 
+DEEPLY_NESTED = "[" * 1000 + "]" * 1000
+
+
+def nested(depth):
+    """``depth`` lists one inside the other, built without recursion."""
+    value = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def test_a_reply_too_deeply_nested_to_decode_is_a_quote_refused_not_a_crash(requester, quote_broker, test_requester, lambda_context, in_thread):
+    asked = in_thread(requester.lambda_handler, REQUEST, lambda_context)
+    _, properties, _ = fetch_request(quote_broker)
+    test_requester.channel.basic_publish("", properties.reply_to, DEEPLY_NESTED.encode(), pika.BasicProperties(correlation_id=properties.correlation_id))
+
+    with pytest.raises(requester.QuoteRefused, match=rf"^the reply to quote request {properties.correlation_id} is not JSON: RecursionError: "):
+        asked.result(timeout=10)
+
+
+@pytest.mark.parametrize("field", ["items", "customer_id", "extra"])
+def test_a_deeply_nested_request_is_refused_and_sends_nothing(requester, quote_broker, lambda_context, field):
+    # A direct invocation's payload is JSON that the runtime has decoded already: as deep as its decoder allows.
+    with pytest.raises(ValueError, match=r"^invalid quote request, nothing sent: "):
+        requester.lambda_handler({**REQUEST, field: nested(990)}, lambda_context)
+
+    assert quote_broker.drain(REQUEST_QUEUE) == []
+
+
 # --- the responder ----------------------------------------------------------------
 
 
@@ -350,6 +379,74 @@ def test_a_bad_request_gets_an_error_reply(responder, quote_broker, test_request
     assert reply["status"] == "error"
     assert reply.keys() == {"status", "error"}
     assert re.search(reason, reply["error"]), reply["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (DEEPLY_NESTED.encode(), r"^the body is not JSON this service can read \(RecursionError: maximum recursion depth exceeded"),
+        (b'{"schema_version": 1, "items": ' + DEEPLY_NESTED.encode() + b"}", r"^the body is not JSON this service can read \(RecursionError: "),
+        (b"42", r"^not a valid quote request: body: Input should be a valid dictionary"),
+        (b"null", r"^not a valid quote request: body: Input should be a valid dictionary"),
+        (b'"a quote please"', r"^not a valid quote request: body: Input should be a valid dictionary"),
+    ],
+    ids=["nested arrays", "nested in a field", "number", "null", "string"],
+)
+def test_a_deeply_nested_or_non_object_request_gets_an_error_reply_and_the_rest_of_the_batch_is_answered(
+    responder, quote_broker, test_requester, lambda_context, body, reason
+):
+    bad = test_requester.publish(body)
+    good = test_requester.publish(wire_request())
+    messages = [lambda_message(*fetch_request(quote_broker)) for _ in range(2)]
+
+    assert responder.lambda_handler(rmq_event(quote_broker, *messages), lambda_context) == {"requests": 2, "answered": 2}
+
+    [(first, error), (second, quote)] = test_requester.wait_for_replies(2)
+    assert (first, second) == (bad, good)
+    assert error["status"] == "error" and re.search(reason, error["error"]), error
+    assert quote == {"status": "ok", "quote": QUOTE}
+
+
+def test_any_exception_while_reading_a_request_gets_an_error_reply(responder, quote_broker, test_requester, lambda_context, monkeypatch):
+    def validate(*_args, **_kwargs):
+        raise TypeError("unhashable type: 'list'")
+
+    monkeypatch.setattr(responder.QuoteRequest, "model_validate", validate)
+    correlation_id = test_requester.publish(wire_request())
+
+    assert responder.lambda_handler(rmq_event(quote_broker, lambda_message(*fetch_request(quote_broker))), lambda_context) == {"requests": 1, "answered": 1}
+
+    assert test_requester.wait_for_replies(1) == [
+        (correlation_id, {"status": "error", "error": "not a valid quote request: TypeError: unhashable type: 'list'"})
+    ]
+
+
+@pytest.mark.parametrize(
+    ("shape", "expected"),
+    [
+        ("not an object", r"^1 of 2 request\(s\) not answered, the batch goes back to the broker: quote-requests\[1\]: not a message object \(str\)$"),
+        ("properties not an object", r"^1 of 2 request\(s\) not answered, .*: quote-requests\[1\]: basicProperties is list, expected an object$"),
+        ("messages not a list", r"^1 of 1 request\(s\) not answered, .*: quote-requests: the messages are dict, expected a list$"),
+    ],
+)
+def test_a_message_lambda_would_never_send_fails_the_batch_with_a_clear_reason(
+    responder, quote_broker, test_requester, lambda_context, caplog, shape, expected
+):
+    answered = test_requester.publish(wire_request())
+    good = lambda_message(*fetch_request(quote_broker))
+    if shape == "messages not a list":
+        event = RabbitMQEvents().event({f"{REQUEST_QUEUE}::{quote_broker.name}": {"0": good}})
+    else:
+        odd = "a request" if shape == "not an object" else dict(good, basicProperties=[["replyTo", "x"]])
+        event = rmq_event(quote_broker, good, odd)
+
+    with pytest.raises(responder.RepliesNotSent, match=expected) as raised:
+        responder.lambda_handler(event, lambda_context)
+
+    [logged] = [r for r in caplog.records if r.getMessage() == "Message cannot be answered, left to the broker's dead-lettering"]
+    assert (logged.levelname, f"{logged.at}: {logged.reason}") == ("ERROR", raised.value.failures[-1])
+    if shape != "messages not a list":
+        assert test_requester.wait_for_replies(1) == [(answered, {"status": "ok", "quote": QUOTE})]
 
 
 def test_a_request_without_correlation_id_gets_an_error_reply(responder, quote_broker, test_requester, lambda_context):

@@ -12,10 +12,12 @@ if ``CI`` is set and are skipped, with the reason, otherwise. The management
 plugin must be enabled: ``rabbitmq-plugins enable rabbitmq_management``.
 """
 
+import http.server
 import json
 import os
 import secrets
 import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -28,6 +30,8 @@ from typing import Any
 import pika
 import pika.exceptions
 import pytest
+
+from tests.handlers.record_shapes import DEEPLY_NESTED
 
 HOST = "127.0.0.1"
 MANAGEMENT_URL = f"http://{HOST}:15672"
@@ -535,6 +539,10 @@ BAD_TOPOLOGIES = {
     "unknown queue type": (json.dumps(_topology(queues=[{"name": "q", "type": "stream"}])), "queues.0.type: Input should be 'quorum' or 'classic'"),
     "unknown key": (json.dumps(_topology(queues=[{"name": "q", "durable": False}])), "queues.0.durable: Extra inputs are not permitted"),
     "queue declared twice": (json.dumps(_topology(queues=[{"name": "q"}, {"name": "q"}], bindings=[])), "queue 'q' is declared more than once"),
+    "deeply nested": (DEEPLY_NESTED, "TOPOLOGY is not valid: top level: Invalid JSON: recursion limit exceeded"),
+    "deeply nested field": ('{"vhost": ' + DEEPLY_NESTED + "}", "TOPOLOGY is not valid: top level: Invalid JSON: recursion limit exceeded"),
+    "a list": ("[1, 2]", "TOPOLOGY is not valid: top level: Input should be an object"),
+    "null": ("null", "TOPOLOGY is not valid: top level: Input should be an object"),
 }
 
 
@@ -588,6 +596,44 @@ def test_an_unreachable_management_api_is_a_clear_error(first_run, handler, monk
         handler.lambda_handler({}, lambda_context)
     assert raised.value.status is None
     assert str(raised.value).startswith(f"GET /api/overview failed: no response: cannot reach http://{HOST}:{port} within 2 s: ")
+
+
+class _DeeplyNestedApi(http.server.BaseHTTPRequestHandler):
+    """A management API whose every answer is 1,000 nested arrays, with the status the test sets."""
+
+    status = 200
+
+    def do_GET(self):  # noqa: N802 - the http.server hook
+        payload = DEEPLY_NESTED.encode()
+        self.send_response(self.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def deeply_nested_api():
+    server = http.server.ThreadingHTTPServer((HOST, 0), _DeeplyNestedApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://{HOST}:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(("status", "reason"), [(200, "the answer is not JSON: RecursionError: "), (500, "[[[[")], ids=["answer", "error"])
+def test_a_management_answer_nested_too_deeply_is_a_clear_error(handler, deeply_nested_api, monkeypatch, lambda_context, status, reason):
+    monkeypatch.setattr(_DeeplyNestedApi, "status", status)
+    monkeypatch.setenv("MANAGEMENT_URL", deeply_nested_api)
+
+    with pytest.raises(handler.ManagementApiError) as raised:
+        handler.lambda_handler({}, lambda_context)
+
+    assert (raised.value.method, raised.value.path, raised.value.status) == ("GET", "/api/overview", status)
+    assert raised.value.reason.startswith(reason)
 
 
 @pytest.mark.parametrize(

@@ -129,7 +129,9 @@ def test_a_batch_from_two_queues_records_every_shipment_and_bridges_the_delay(co
         "occurred_at": canonical(0),
         "carrier": "DHL",
         "message_id": event["rmqMessagesByQueue"][QUEUE][0]["basicProperties"]["messageId"],
+        "update_key": stored(picked["shipment_id"])["update_key"],
     }
+    assert stored(picked["shipment_id"])["update_key"].startswith(canonical(0) + "#1#")
     assert stored(delivered["shipment_id"])["occurred_at"] == "2025-03-14T09:10:00.250000Z"
     assert "carrier" not in stored(delivered["shipment_id"])
     assert "unbridged_delays" not in stored(delayed["shipment_id"])  # forwarded, so nothing left to bridge
@@ -224,14 +226,74 @@ def test_an_older_update_arriving_late_is_skipped(consumer, bridged, rmq, lambda
     assert metric_totals(capsys.readouterr().out)["DuplicateShipmentsSkipped"] == 1
 
 
-def test_an_update_at_the_same_time_as_the_stored_one_is_skipped(consumer, rmq, lambda_context):
+def test_an_exact_duplicate_at_the_same_time_as_the_stored_update_is_skipped(consumer, rmq, lambda_context, capsys):
     packed = new_shipment_update(status="packed", occurred_at=at(5))
-    same_time = dict(packed, status="shipped", occurred_at="2025-03-14T09:05:00.000+00:00")
+    same_update = dict(packed, occurred_at="2025-03-14T09:05:00.000+00:00")  # the same time, written another way
 
     handle(consumer, rmq.event({QUEUE: [rmq.shipment_message(packed)]}), lambda_context)
-    handle(consumer, rmq.event({QUEUE: [rmq.shipment_message(same_time)]}), lambda_context)
+    before = stored(packed["shipment_id"])
+    capsys.readouterr()
+    assert handle(consumer, rmq.event({QUEUE: [rmq.shipment_message(same_update)]}), lambda_context) == {"messages": 1, "skipped": 1}
 
-    assert stored(packed["shipment_id"])["status"] == "packed"
+    assert stored(packed["shipment_id"]) == before
+    totals = metric_totals(capsys.readouterr().out)
+    assert totals["DuplicateShipmentsSkipped"] == 1 and "ShipmentUpdatesSuperseded" not in totals
+
+
+@pytest.mark.parametrize(
+    ("one", "other", "kept"),
+    [
+        ({"status": "shipped"}, {"status": "delivered"}, {"status": "delivered"}),
+        ({"status": "packed"}, {"status": "delayed"}, {"status": "delayed"}),
+        ({"status": "shipped", "carrier": "DHL"}, {"status": "shipped", "carrier": "UPS"}, None),
+    ],
+    ids=["shipped and delivered", "packed and delayed", "same status, another carrier"],
+)
+def test_two_distinct_updates_of_the_same_second_end_the_same_whatever_their_order_and_the_loser_is_counted(
+    consumer, bridged, rmq, lambda_context, capsys, log_records, one, other, kept
+):
+    logs = log_records(consumer)
+    shipment = new_shipment_update(occurred_at=at(7))
+    messages = {id(change): rmq.shipment_message(dict(shipment, **change)) for change in (one, other)}
+    capsys.readouterr()
+    outcomes, ends = [], []
+    for arrivals in ((one, other), (other, one)):
+        boto3.client("dynamodb").delete_item(TableName=TABLE_NAME, Key={"shipment_id": {"S": shipment["shipment_id"]}})
+        for change in arrivals:  # each in an invocation of its own
+            outcomes.append(handle(consumer, rmq.event({QUEUE: [messages[id(change)]]}), lambda_context))
+        ends.append(stored(shipment["shipment_id"]))
+
+    assert ends[0] == ends[1]
+    winner, loser = (one, other) if all(ends[0][name] == value for name, value in one.items()) else (other, one)
+    assert all(ends[0][name] == value for name, value in winner.items())
+    assert ends[0]["message_id"] == messages[id(winner)]["basicProperties"]["messageId"]
+    if kept is not None:
+        assert winner == kept
+    # The loser is never dropped silently: recorded and then superseded, or superseded on arrival; counted and logged either way.
+    assert sum("superseded" in outcome for outcome in outcomes) == 1
+    assert metric_totals(capsys.readouterr().out)["ShipmentUpdatesSuperseded"] == 2
+    superseded = [r for r in logs if r.getMessage() == "Shipment update superseded by another of the same time"]
+    assert [(r.levelname, r.occurred_at, r.kept_status, r.superseded_status) for r in superseded] == [
+        ("WARNING", canonical(7), winner["status"], loser["status"])
+    ] * 2
+    if "delayed" in (one["status"], other["status"]):
+        assert len(bridged()) == 2  # the delay went on the bus once in each run
+
+
+def test_a_redelivery_of_a_same_second_pair_changes_nothing(consumer, bridged, rmq, lambda_context, capsys):
+    shipped = new_shipment_update(status="shipped", occurred_at=at(9))
+    delivered = dict(shipped, status="delivered")
+    event = rmq.event({QUEUE: [rmq.shipment_message(shipped), rmq.shipment_message(delivered)]})
+    assert handle(consumer, event, lambda_context) == {"messages": 2, "recorded": 2}
+    before = stored(shipped["shipment_id"])
+    capsys.readouterr()
+
+    assert handle(consumer, rmq.redelivery(event), lambda_context) == {"messages": 2, "superseded": 1, "skipped": 1}
+
+    assert stored(shipped["shipment_id"]) == before
+    totals = metric_totals(capsys.readouterr().out)
+    assert (totals["ShipmentUpdatesSuperseded"], totals["DuplicateShipmentsSkipped"]) == (1, 1)
+    assert "ShipmentsRecorded" not in totals
 
 
 def test_times_are_compared_as_times_not_as_the_text_sent(consumer, rmq, lambda_context):
@@ -278,6 +340,10 @@ BAD_MESSAGES = {
     "not UTF-8": (dict(body=b"\xff\xfe{}"), "body is not UTF-8 text"),
     "not JSON": (dict(body="{schema_version: 1"), "body is not JSON"),
     "JSON but not an object": (dict(body="[1, 2]"), "not a shipment update: body: Input should be an object"),
+    "a number": (dict(body="42"), "not a shipment update: body: Input should be an object"),
+    "null": (dict(body="null"), "not a shipment update: body: Input should be an object"),
+    "deeply nested": (dict(body="[" * 1000 + "]" * 1000), "body is not JSON: Invalid JSON: recursion limit exceeded"),
+    "deeply nested field": (dict(body='{"schema_version": 1, "carrier": ' + "[" * 1000 + "]" * 1000 + "}"), "body is not JSON: Invalid JSON: recursion limit"),
     "unknown status": (dict(body=new_shipment_update(status="lost")), "not a shipment update: status: Input should be 'picked'"),
     "missing shipment id": (dict(body=new_shipment_update(shipment_id=OMIT)), "not a shipment update: shipment_id: Field required"),
     "bad shipment id": (dict(body=new_shipment_update(shipment_id="42")), "not a shipment update: shipment_id: String should match pattern"),
@@ -357,6 +423,55 @@ def test_a_message_without_data_fails_with_its_reason(consumer, rmq, lambda_cont
     assert error.failures[0].reason == "message has no base64 data"
 
 
+def test_any_exception_while_reading_a_message_is_its_rejection(consumer, rmq, lambda_context, monkeypatch, capsys):
+    real_validate = consumer.ShipmentUpdate.model_validate_json
+
+    def validate(text):
+        if '"lost-in-parsing"' in text:
+            raise TypeError("unhashable type: 'list'")
+        return real_validate(text)
+
+    monkeypatch.setattr(consumer.ShipmentUpdate, "model_validate_json", validate)
+    good, bad = new_shipment_update(), rmq.shipment_message(new_shipment_update(carrier="lost-in-parsing"))
+    capsys.readouterr()
+
+    error = failing(consumer, rmq.event({QUEUE: [bad, rmq.shipment_message(good)]}), lambda_context)
+
+    assert [(f.message_id, f.reason) for f in error.failures] == [
+        (bad["basicProperties"]["messageId"], "message cannot be read: TypeError: unhashable type: 'list'")
+    ]
+    assert stored(good["shipment_id"])["status"] == "picked"
+    assert metric_totals(capsys.readouterr().out)["RejectedMessages"] == 1
+
+
+@pytest.mark.parametrize(
+    ("shape", "label", "reason"),
+    [
+        ("text", f"{QUEUE}[1]", "not a message object (str)"),
+        ("null", f"{QUEUE}[1]", "not a message object (NoneType)"),
+        ("properties not an object", f"{QUEUE}[1]", "basicProperties is list, expected an object"),
+        ("messages not a list", QUEUE, "the messages are dict, expected a list"),
+    ],
+)
+def test_a_message_lambda_would_never_send_fails_the_batch_with_a_clear_reason(consumer, rmq, lambda_context, capsys, shape, label, reason):
+    good = new_shipment_update()
+    message = rmq.shipment_message(good)
+    odd = {
+        "text": "a shipment",
+        "null": None,
+        "properties not an object": dict(rmq.shipment_message(new_shipment_update()), basicProperties=[["messageId", "m-1"]]),
+    }.get(shape)
+    by_queue = {QUEUE: {"0": message}} if shape == "messages not a list" else {QUEUE: [message, odd]}
+    capsys.readouterr()
+
+    error = failing(consumer, rmq.event({**by_queue, OTHER_QUEUE: [rmq.shipment_message(new_shipment_update())]}), lambda_context)
+
+    assert [(f.message_id, f.reason) for f in error.failures] == [(label, reason)]
+    assert metric_totals(capsys.readouterr().out)["RejectedMessages"] == 1
+    if shape != "messages not a list":
+        assert stored(good["shipment_id"])["status"] == "picked"
+
+
 @pytest.mark.parametrize("event", [{}, {"Records": []}, {"eventSource": "aws:mq", "messages": []}, {"rmqMessagesByQueue": []}])
 def test_an_event_that_is_not_from_rabbitmq_is_refused(consumer, lambda_context, event):
     with pytest.raises(ValueError, match="not an Amazon MQ for RabbitMQ event"):
@@ -432,6 +547,26 @@ def test_a_delay_overtaken_before_its_redelivery_is_still_bridged_once(consumer,
 
     assert [e["detail"]["occurred_at"] for e in bridged()] == [canonical(3)]
     assert stored(delayed["shipment_id"])["status"] == "delivered"
+
+
+def test_a_delay_outranked_in_the_same_second_before_its_redelivery_is_still_bridged_once(consumer, bridged, rmq, lambda_context, monkeypatch, capsys):
+    delayed = new_shipment_update(status="delayed", occurred_at=at(3))
+    delivered = dict(delayed, status="delivered")
+    event = rmq.event({QUEUE: [rmq.shipment_message(delayed), rmq.shipment_message(delivered)]})
+    fail_put_events(consumer, monkeypatch, [THROTTLED] * 3)
+
+    failing(consumer, event, lambda_context)
+    assert stored(delayed["shipment_id"])["status"] == "delivered"
+    assert bridged() == []
+    capsys.readouterr()
+
+    assert handle(consumer, rmq.redelivery(event), lambda_context) == {"messages": 2, "bridged on redelivery": 1, "skipped": 1}
+    assert handle(consumer, rmq.redelivery(event), lambda_context) == {"messages": 2, "superseded": 1, "skipped": 1}
+
+    assert [e["detail"]["status"] for e in bridged()] == ["delayed"]
+    assert stored(delayed["shipment_id"])["status"] == "delivered"
+    totals = metric_totals(capsys.readouterr().out)
+    assert (totals["ShipmentsBridged"], totals["ShipmentUpdatesSuperseded"]) == (1, 2)
 
 
 def test_a_failed_entry_that_gets_through_on_a_retry_succeeds(consumer, bridged, rmq, lambda_context, monkeypatch):

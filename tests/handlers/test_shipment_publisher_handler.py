@@ -8,6 +8,8 @@ import pika
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel
 
+from tests.handlers.record_shapes import nested
+
 # The broker fixtures: rabbitmq, broker_vhost, broker_secret, broker_env.
 pytest_plugins = ("tests.handlers.rabbitmq",)
 
@@ -328,3 +330,20 @@ def test_tls_verifies_the_certificate_and_the_host_name(load_publisher, monkeypa
 def test_broker_tls_must_be_true_or_false(load_publisher):
     with pytest.raises(ValueError, match=r"BROKER_TLS must be true or false, got 'yes'"):
         load_publisher(BROKER_TLS="yes")
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        (nested(990), r'"shipments" list'),
+        ({"shipments": nested(990)}, r"^1 invalid shipment update\(s\), nothing published: shipments\[0\]: shipment: Input should be a valid dictionary"),
+        ({"shipments": [update(0, carrier=nested(990))]}, r"shipments\[0\]: carrier: "),
+        ({"shipments": [update(0, dock=nested(990))]}, r"shipments\[0\]: dock: Extra inputs are not permitted"),
+    ],
+    ids=["the request", "the shipments", "a field", "an unknown field"],
+)
+def test_a_deeply_nested_request_is_refused_and_nothing_is_published(publisher, topology, lambda_context, event, reason):
+    # A direct invocation's payload is JSON the runtime has decoded already: as deep as its decoder allows.
+    with pytest.raises(ValueError, match=reason):
+        publisher.lambda_handler(event, lambda_context)
+    assert topology.drain(QUEUE) == []
