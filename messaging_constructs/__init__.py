@@ -9,6 +9,7 @@ from .encryption import EncryptionKey, KeyUser, allow_service
 from .event_bus import EventBus
 from .event_store import EventStore
 from .function import POWERTOOLS_VERSION, RUNTIME, HandlerFunction, powertools_layer_parameter
+from .function_log_groups import FunctionLogGroups
 from .idempotency_table import IdempotencyTable
 from .kafka_cluster import KafkaCluster, KafkaClusterType
 from .kafka_event_source import KafkaEventSource, ProvisionedPollers
@@ -21,6 +22,7 @@ from .profile import PRODUCTION, SANDBOX, Profile
 from .projection import Projection
 from .queue import SecureQueue
 from .scheduler import ScheduleGroup
+from .service_log_groups import ServiceLogGroups
 from .state_table import StateTable
 from .topic import DELIVERY_LOGGING_PROTOCOLS, SecureTopic
 
@@ -33,6 +35,7 @@ __all__ = [
     "EventBus",
     "EventPipe",
     "EventStore",
+    "FunctionLogGroups",
     "HandlerFunction",
     "IdempotencyTable",
     "KafkaCluster",
@@ -53,6 +56,7 @@ __all__ = [
     "ScheduleGroup",
     "SecureQueue",
     "SecureTopic",
+    "ServiceLogGroups",
     "StateTable",
     "allow_service",
     "powertools_layer_parameter",

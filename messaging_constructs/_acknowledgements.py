@@ -161,6 +161,35 @@ def delivery_log_streams(policy: IConstruct, topic: "sns.Topic") -> None:
         )
 
 
+def log_group_arn_suffix(policy: IConstruct, log_group_arns: "list[str]") -> None:
+    """A log group's ``:*`` ARN, which CloudWatch Logs checks some log-group actions against, names one group only."""
+    stack = Stack.of(policy)
+    for arn in log_group_arns:
+        acknowledge(
+            policy,
+            f"AwsSolutions-IAM5[Resource::{_as_nag_renders(stack, arn)}:*]",
+            AWS_REQUIRED,
+            "CloudWatch Logs checks some log-group actions against the group's ARN with ':*' appended; the wildcard stands for that "
+            "suffix only, on log groups named one by one.",
+        )
+
+
+def _as_nag_renders(stack: Stack, value: str) -> str:
+    """A string with tokens as cdk-nag writes it in a finding id: ``<LogicalId>`` for a Ref, ``<LogicalId.Attribute>`` for a GetAtt."""
+    resolved = stack.resolve(value)
+    parts = resolved["Fn::Join"][1] if isinstance(resolved, dict) and "Fn::Join" in resolved else [resolved]
+    rendered = []
+    for part in parts:
+        if isinstance(part, str):
+            rendered.append(part)
+        elif "Ref" in part:
+            rendered.append(f"<{part['Ref']}>")
+        else:
+            logical_id, attribute = part["Fn::GetAtt"]
+            rendered.append(f"<{logical_id}.{attribute}>")
+    return "".join(rendered)
+
+
 def backup_service_role(selection: IConstruct) -> None:
     acknowledge(
         selection,

@@ -213,7 +213,7 @@ class EventBus(Construct):
                     conditions={"ArnEquals": {"aws:SourceArn": rule.rule_arn}},
                 )
             )
-        alarms = eventbridge_monitoring.rule_alarms(rule, rule.rule_name, self._alarm_topic)
+        alarms = eventbridge_monitoring.rule_alarms(rule, self.bus.event_bus_name, eventbridge_monitoring.rule_name_of(rule), self._alarm_topic)
         self.alarms.extend(alarms + dead_letter.alarms)
         return rule
 
@@ -248,11 +248,12 @@ class EventBus(Construct):
         )
 
     def metric_rule(self, rule: events.IRule, metric_name: str, **options) -> cloudwatch.Metric:
-        """A rule metric such as ``MatchedEvents``, ``FailedInvocations``, ``InvocationsSentToDlq``. Default: sum over 5 minutes."""
-        return eventbridge_monitoring.rule_metric(rule.rule_name, metric_name, **options)
+        """A metric of a rule on this bus (``MatchedEvents``, ``FailedInvocations``, ``InvocationsSentToDlq``...), under the
+        ``EventBusName`` and ``RuleName`` dimensions EventBridge gives rules of a custom bus. Default: sum over 5 minutes."""
+        return eventbridge_monitoring.rule_metric(self.bus.event_bus_name, eventbridge_monitoring.rule_name_of(rule), metric_name, **options)
 
     def dashboard_widgets(self, title: str, rules: Sequence[events.IRule]) -> list[cloudwatch.IWidget]:
         widgets: list[cloudwatch.IWidget] = []
         for rule in rules:
-            widgets += eventbridge_monitoring.rule_widgets(f"{title} {rule.node.id}", rule.rule_name)
+            widgets += eventbridge_monitoring.rule_widgets(f"{title} {rule.node.id}", self.bus.event_bus_name, eventbridge_monitoring.rule_name_of(rule))
         return widgets

@@ -8,7 +8,7 @@ import json
 import re
 from collections.abc import Mapping
 
-from aws_cdk import Aws, Duration, Fn, Names, Stack, Token
+from aws_cdk import Aws, Duration, Fn, RemovalPolicy, Stack, Token
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -18,6 +18,7 @@ from aws_cdk import aws_msk as msk
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from ._naming import replaceable_name, subnet_identity
 from ._validation import check_duration_range, check_range, require
 from .encryption import KeyUser, allow_service, key_or_new
 from .monitoring import msk as msk_monitoring
@@ -75,6 +76,16 @@ class KafkaCluster(Construct):
     - alarms on each broker's CPU (user + system at or above 60% for 15
       minutes) and data-log disk use (at or above 80%).
 
+    Teardown: the cluster, its topics and its configuration are deleted with
+    the stack in both profiles; its key and broker log group follow the
+    profile (production retains them). A retained cluster would need its
+    subnets, security group and configuration retained too, or ``cdk destroy``
+    ends in DELETE_FAILED, and would go on costing what it costs running.
+    Kafka here is a transport with a retention of a day, not a store of
+    record: before destroying a production stack (whose termination
+    protection must first be turned off), stop the producers and let every
+    consumer group's lag reach zero (docs/exercise-03.md, "Teardown").
+
     MSK Serverless always uses IAM auth and TLS and encrypts at rest with a
     key AWS owns; it has no brokers to watch, no broker logs, and no topic API
     that CloudFormation can call, so :meth:`add_topic` refuses it.
@@ -83,7 +94,11 @@ class KafkaCluster(Construct):
     :param cluster_type: Default: ``PROVISIONED`` in both profiles; at idle
         two ``kafka.t3.small`` brokers cost less than a serverless cluster's
         cluster-hours (docs/exercise-03.md has the figures).
-    :param cluster_name: Default: a unique name from the construct path.
+    :param cluster_name: a fixed name. CloudFormation cannot replace a cluster
+        whose name stays the same, so a change to a create-only property (its
+        subnets, security group, key) then fails. Default: a name from the
+        construct path and a hash of the create-only properties, which changes
+        when they do, so that the replacement goes through.
     :param kafka_version: provisioned only. Default: ``3.9.x``.
     :param instance_type: provisioned only. Default: the profile's.
     :param brokers_per_az: provisioned only (1 to 5). Default: 1.
@@ -123,8 +138,6 @@ class KafkaCluster(Construct):
         self.profile = profile or Profile.of(self)
         self.network = network
         self.cluster_type = cluster_type or KafkaClusterType.PROVISIONED
-        self.cluster_name = cluster_name or Names.unique_resource_name(self, max_length=64, separator="-")
-        _check_cluster_name(self.cluster_name)
         check_range("brokers_per_az", brokers_per_az, 1, 5)
         check_range("volume_size", volume_size, 1, 16384, "GiB")
         check_range("cpu_alarm_percent", cpu_alarm_percent, 1, 100, "%")
@@ -145,7 +158,24 @@ class KafkaCluster(Construct):
         # destination through the interface endpoints.
         network.admit_event_source_mappings(self.security_group, ec2.Port.tcp(IAM_TLS_PORT), "Kafka (IAM, TLS) within the cluster group")
 
-        subnet_ids = network.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED).subnet_ids
+        subnets = network.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED).subnets
+        subnet_ids = [subnet.subnet_id for subnet in subnets]
+        # What forces a new cluster (AWS::MSK::Cluster and AWS::MSK::ServerlessCluster "Update requires: Replacement"):
+        # subnets, security groups (replaced themselves when their description or VPC changes), encryption at rest and
+        # in the cluster, client authentication (serverless).
+        self.cluster_name = cluster_name or replaceable_name(
+            self,
+            max_length=64,
+            create_only={
+                "type": self.cluster_type.value,
+                "subnets": subnet_identity(subnets),
+                "security_group": [self.security_group.security_group_id, self.security_group.node.default_child.group_description],
+                "encryption_at_rest": None if self.cluster_type is KafkaClusterType.SERVERLESS else self.key.key_arn,
+                "in_cluster_tls": True,
+                "client_authentication": "IAM",
+            },
+        )
+        _check_cluster_name(self.cluster_name)
         self.log_group: logs.LogGroup | None = None
         self.broker_count = 0
         self.alarms: list[cloudwatch.Alarm] = []
@@ -178,7 +208,8 @@ class KafkaCluster(Construct):
                 disk_percent=disk_alarm_percent,
                 alarm_topic=alarm_topic,
             )
-        self.resource.apply_removal_policy(self.profile.removal_policy)
+        # Deleted with the stack in both profiles: see the class docstring ("Teardown").
+        self.resource.apply_removal_policy(RemovalPolicy.DESTROY)
         self.cluster_arn: str = self.resource.attr_arn
 
     def _provisioned(
@@ -210,7 +241,8 @@ class KafkaCluster(Construct):
         configuration = msk.CfnConfiguration(
             self,
             "Configuration",
-            name=f"{self.cluster_name}-config",
+            # Name and KafkaVersionsList are create-only, and the name must change with the versions.
+            name=replaceable_name(self, max_length=64, create_only={"kafka_versions": [kafka_version]}, suffix="-config"),
             kafka_versions_list=[kafka_version],
             server_properties="\n".join(
                 [
@@ -297,7 +329,7 @@ class KafkaCluster(Construct):
             replication_factor=replication_factor,
             configs=base64.b64encode(json.dumps(settings, sort_keys=True).encode()).decode(),
         )
-        topic.apply_removal_policy(self.profile.removal_policy)
+        topic.apply_removal_policy(RemovalPolicy.DESTROY)
         return topic
 
     # --- ARNs and grants -------------------------------------------------------
@@ -355,7 +387,7 @@ class KafkaCluster(Construct):
     # --- metrics and alarms ----------------------------------------------------
 
     def metric(self, metric_name: str, **options) -> cloudwatch.Metric:
-        """A cluster-level ``AWS/Kafka`` metric (``GlobalPartitionCount``...). Default: average over 5 minutes."""
+        """A cluster-level ``AWS/Kafka`` metric (``GlobalPartitionCount``...; provisioned only). Default: average over 5 minutes."""
         return msk_monitoring.cluster_metric(self.cluster_name, metric_name, **options)
 
     def metric_broker(self, broker_id: int, metric_name: str, **options) -> cloudwatch.Metric:
@@ -384,10 +416,10 @@ class KafkaCluster(Construct):
         return alarm
 
     def dashboard_widgets(self, title: str) -> list[cloudwatch.IWidget]:
-        """Broker CPU, disk and throughput (provisioned); partition count (serverless)."""
+        """Broker CPU, disk and throughput (provisioned); bytes in and out per topic (serverless, which has no broker metrics)."""
         if self.broker_count:
             return msk_monitoring.broker_widgets(title, self.cluster_name, self.broker_ids)
-        return [cloudwatch.GraphWidget(title=f"{title}: partitions", left=[self.metric("GlobalPartitionCount", statistic="Maximum")], width=12)]
+        return msk_monitoring.serverless_widgets(title, self.cluster_name)
 
 
 def _check_cluster_name(name: str) -> None:

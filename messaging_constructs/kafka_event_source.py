@@ -126,9 +126,12 @@ class KafkaEventSource(Construct):
         check_duration_range("max_record_age", max_record_age, Duration.minutes(1), Duration.days(7))
         check_range("provisioned_pollers.minimum", provisioned_pollers.minimum, 1, 200)
         check_range("provisioned_pollers.maximum", provisioned_pollers.maximum, provisioned_pollers.minimum, 2000)
+        # Lambda accepts ':' in a group id, but MSK publishes no lag metrics for a group whose
+        # name holds ':' or non-ASCII characters, which would leave the lag alarm silent
+        # (https://docs.aws.amazon.com/msk/latest/developerguide/consumer-lag.html).
         require(
-            1 <= len(consumer_group) <= 200 and all(c.isalnum() or c in "-/*:_+=.@" for c in consumer_group),
-            f"consumer_group must be 1 to 200 of letters, digits and -/*:_+=.@, got {consumer_group!r}",
+            1 <= len(consumer_group) <= 200 and all((c.isascii() and c.isalnum()) or c in "-/*_+=.@" for c in consumer_group),
+            f"consumer_group must be 1 to 200 of ASCII letters, digits and -/*_+=.@ (MSK publishes no lag metrics for other names), got {consumer_group!r}",
         )
 
         self.on_failure_queue = on_failure_queue or SecureQueue(

@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import enum
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from xml.sax.saxutils import quoteattr
 
-from aws_cdk import Fn, Names, Stack, Token
+import jsii
+from aws_cdk import Fn, IStableStringProducer, Lazy, RemovalPolicy, Stack, Token
 from aws_cdk import aws_amazonmq as amazonmq
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
@@ -21,11 +22,13 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from . import _acknowledgements as ack
+from ._naming import replaceable_name, subnet_identity
 from ._validation import check_range, require
 from .encryption import key_or_new
 from .monitoring import mq as mq_monitoring
 from .network import PrivateNetwork
 from .profile import Profile
+from .service_log_groups import ServiceLogGroups
 
 
 class BrokerEngine(enum.Enum):
@@ -58,6 +61,7 @@ PRODUCTION_INSTANCE_TYPE = "mq.m5.large"
 INSTANCE_MEMORY_GIB = {"mq.t3.micro": 1, "mq.m5.large": 8, "mq.m5.xlarge": 16, "mq.m5.2xlarge": 32, "mq.m5.4xlarge": 64}
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,50}")
 _USERNAME = re.compile(r"[A-Za-z0-9_.~-]{2,100}")
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 
 
 @dataclass(frozen=True)
@@ -88,9 +92,10 @@ class MessageBroker(Construct):
       API for RabbitMQ) and then in the secret;
     - encryption at rest with the CMK on ActiveMQ; RabbitMQ brokers accept
       only a key AWS owns, which Amazon MQ then uses;
-    - general logs (and audit logs on ActiveMQ) to CloudWatch Logs; Amazon MQ
-      creates those log groups itself under ``/aws/amazonmq/broker/``, so
-      they are encrypted with CloudWatch's own key and kept until deleted;
+    - general logs (and audit logs on ActiveMQ) to CloudWatch Logs, in the
+      groups Amazon MQ creates under ``/aws/amazonmq/broker/<broker id>/``;
+      :class:`ServiceLogGroups` gives them the profile's retention and the
+      CMK and, in sandbox, deletes them with the stack;
     - automatic minor version upgrades in a weekly maintenance window
       (Sunday 03:00 UTC by default);
     - sandbox: a single ``mq.t3.micro`` instance; production: ``mq.m5.large``
@@ -101,11 +106,24 @@ class MessageBroker(Construct):
       storage (RabbitMQ free disk or ActiveMQ store use) and connections;
       :meth:`add_queue_alarm` adds queue-depth alarms.
 
+    Teardown: the broker, its configuration and its users' secrets are
+    deleted with the stack in both profiles; the key follows the profile. A
+    retained broker would need its subnets, security group, configuration and
+    secrets retained too, or ``cdk destroy`` ends in DELETE_FAILED, and would
+    go on costing what it costs running. Before destroying a production stack
+    (whose termination protection must first be turned off), stop the
+    publishers and let the queues drain, dead-letter queues included
+    (docs/exercise-05.md, "Teardown").
+
     :param engine: ``RABBITMQ`` or ``ACTIVEMQ``. Required.
     :param network: Required.
     :param engine_version: Default: ``3.13`` for RabbitMQ, ``5.18`` for ActiveMQ.
     :param instance_type: Default: the profile's.
-    :param broker_name: Default: a unique name from the construct path (at most 50 characters).
+    :param broker_name: a fixed name (at most 50 characters). CloudFormation
+        cannot replace a broker whose name stays the same, so a change to a
+        create-only property (deployment mode, subnets, encryption) then fails.
+        Default: a name from the construct path and a hash of the create-only
+        properties, which changes when they do, so that the replacement goes through.
     :param admin_username: Default: ``admin``.
     :param application_username: Default: ``app``.
     :param maintenance_day: Default: ``SUNDAY``.
@@ -117,7 +135,7 @@ class MessageBroker(Construct):
 
     Attributes: ``broker`` (the ``CfnBroker``), ``broker_arn``,
     ``broker_name``, ``engine``, ``security_group``, ``connections``,
-    ``admin``, ``application`` (:class:`BrokerUser`), ``alarms``.
+    ``admin``, ``application`` (:class:`BrokerUser`), ``log_groups`` (:class:`ServiceLogGroups`), ``alarms``.
     """
 
     def __init__(
@@ -144,9 +162,8 @@ class MessageBroker(Construct):
         self.engine = engine
         self.network = network
         self._alarm_topic = alarm_topic
-        self.broker_name = broker_name or Names.unique_resource_name(self, max_length=50, separator="-")
-        if not Token.is_unresolved(self.broker_name):
-            require(bool(_NAME.fullmatch(self.broker_name)), f"broker_name must be 1 to 50 letters, digits, '-' or '_', got {self.broker_name!r}")
+        if broker_name is not None and not Token.is_unresolved(broker_name):
+            require(bool(_NAME.fullmatch(broker_name)), f"broker_name must be 1 to 50 letters, digits, '-' or '_', got {broker_name!r}")
         for label, name in (("admin_username", admin_username), ("application_username", application_username)):
             require(bool(_USERNAME.fullmatch(name)), f"{label} must be 2 to 100 of letters, digits and '_.~-', got {name!r}")
         require(admin_username != application_username, "admin_username and application_username must differ")
@@ -172,9 +189,24 @@ class MessageBroker(Construct):
             "mq.t3.micro brokers can only be single instances; choose a larger instance_type",
         )
         self.deployment_mode = deployment_mode
-        subnets = network.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED).subnet_ids
+        subnets = network.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED).subnets
         count = {"SINGLE_INSTANCE": 1, "ACTIVE_STANDBY_MULTI_AZ": 2, "CLUSTER_MULTI_AZ": len(subnets)}[deployment_mode]
         require(len(subnets) >= count, f"a {deployment_mode} broker needs {count} subnets in different AZs, the network has {len(subnets)}")
+        subnets = subnets[:count]
+        # What forces a new broker (AWS::AmazonMQ::Broker "Update requires: Replacement"): engine, deployment mode,
+        # subnets, encryption options, authentication strategy, storage type (not set: the engine's default), public accessibility.
+        self.broker_name = broker_name or replaceable_name(
+            self,
+            max_length=50,
+            create_only={
+                "engine": engine.value,
+                "deployment_mode": deployment_mode,
+                "subnets": subnet_identity(subnets),
+                "encryption": self.key.key_arn if engine is BrokerEngine.ACTIVEMQ else "AWS_OWNED",
+                "authentication": "SIMPLE",
+                "public": False,
+            },
+        )
 
         self.security_group = ec2.SecurityGroup(
             self,
@@ -188,22 +220,31 @@ class MessageBroker(Construct):
         self.admin = self._user("Admin", admin_username, "administrator")
         self.application = self._user("Application", application_username, "application")
         if engine is BrokerEngine.ACTIVEMQ:
-            users = [_cfn_user(self.admin, console_access=True, groups=["admin"]), _cfn_user(self.application, console_access=False)]
+            users = [
+                _cfn_user(self.admin, console_access=True, groups=[ADMIN_GROUP]),
+                _cfn_user(self.application, console_access=False, groups=[APPLICATION_GROUP]),
+            ]
         else:
             # RabbitMQ takes only the administrator, and neither console access nor groups apply to it.
             users = [_cfn_user(self.admin)]
 
+        self._application_queues: dict[str, set[str]] = {}
         logs_policy = _allow_amazonmq_logs(self)
         configuration = None
         if engine is BrokerEngine.ACTIVEMQ:
+            version = engine_version or engine.default_version
             config = amazonmq.CfnConfiguration(
                 self,
                 "Configuration",
-                name=f"{self.broker_name}-config",
+                # Name, engine type and version, and authentication strategy are create-only; the name changes with them.
+                name=replaceable_name(
+                    self, max_length=150, create_only={"engine": engine.value, "version": version, "authentication": "SIMPLE"}, suffix="-config"
+                ),
                 engine_type=engine.value,
-                engine_version=engine_version or engine.default_version,
-                description="Every queue dead-letters to its own DLQ.<queue>",
-                data=base64.b64encode(activemq_configuration().encode()).decode(),
+                engine_version=version,
+                description="Every queue dead-letters to its own DLQ.<queue>; the application user may use only the queues it is given",
+                # Rendered at synth, once every queue the application may use is known.
+                data=Lazy.string(_ConfigurationData(self._application_queues)),
             )
             configuration = amazonmq.CfnBroker.ConfigurationIdProperty(id=config.attr_id, revision=config.attr_revision)
 
@@ -216,7 +257,7 @@ class MessageBroker(Construct):
             host_instance_type=instance_type,
             deployment_mode=deployment_mode,
             publicly_accessible=False,
-            subnet_ids=subnets[:count],
+            subnet_ids=[subnet.subnet_id for subnet in subnets],
             security_groups=[self.security_group.security_group_id],
             users=users,
             auto_minor_version_upgrade=True,
@@ -231,9 +272,19 @@ class MessageBroker(Construct):
             ),
             configuration=configuration,
         )
-        self.broker.apply_removal_policy(self.profile.removal_policy)
+        # Deleted with the stack in both profiles: see the class docstring ("Teardown").
+        self.broker.apply_removal_policy(RemovalPolicy.DESTROY)
         self.broker.node.add_dependency(logs_policy)
         self.broker_arn: str = self.broker.attr_arn
+        self.log_groups = ServiceLogGroups(
+            self,
+            "LogGroups",
+            log_group_names=[f"/aws/amazonmq/broker/{self.broker.ref}/{kind}" for kind in ("general", "audit")[: 2 if engine is BrokerEngine.ACTIVEMQ else 1]],
+            network=network,
+            encryption_key=self.key,
+            alarm_topic=alarm_topic,
+            profile=self.profile,
+        )
 
         self.instances = [f"{self.broker_name}-1", f"{self.broker_name}-2"] if deployment_mode == "ACTIVE_STANDBY_MULTI_AZ" else [f"{self.broker_name}-1"]
         if engine is BrokerEngine.ACTIVEMQ:
@@ -276,7 +327,8 @@ class MessageBroker(Construct):
                 # Amazon MQ refuses commas, colons and equals signs; the rest of punctuation only complicates URLs.
                 exclude_punctuation=True,
             ),
-            removal_policy=self.profile.removal_policy,
+            # The passwords of a broker that no longer exists: deleted with it.
+            removal_policy=RemovalPolicy.DESTROY,
         )
         return BrokerUser(username=username, secret=secret)
 
@@ -338,6 +390,24 @@ class MessageBroker(Construct):
             ),
         )
 
+    def allow_application(self, queue: str, *, read: bool = False, write: bool = False) -> None:
+        """ActiveMQ: let the application user read (consume) and/or write (produce to) ``queue``, and create it on first use.
+
+        The broker's authorization map admits the application user to these
+        queues only (and to the advisory topics clients need); the administrator
+        and the web console may use every destination. An :class:`MqEventSource`
+        allows ``read`` on its queue itself. RabbitMQ users' permissions are set
+        inside RabbitMQ (see Exercise05's topology function), so this refuses
+        RabbitMQ brokers.
+        """
+        require(self.engine is BrokerEngine.ACTIVEMQ, "allow_application applies to ActiveMQ; RabbitMQ permissions are set inside RabbitMQ")
+        require(read or write, f"allow_application needs read=True and/or write=True for {queue!r}")
+        require(
+            bool(_QUEUE_NAME.fullmatch(queue)) and not queue.startswith("DLQ."),
+            f"queue must be a plain ActiveMQ queue name (letters, digits, '.', '_', '-'; no wildcards; not a DLQ.<queue>), got {queue!r}",
+        )
+        self._application_queues.setdefault(queue, set()).update({"read"} if read else set(), {"write"} if write else set())
+
     def grant_read_credentials(self, grantee: iam.IGrantable, user: str = "application") -> iam.Grant:
         """Read the secret of the ``application`` (default) or ``admin`` user, and decrypt it with the key."""
         require(user in ("application", "admin"), f"user must be 'application' or 'admin', got {user!r}")
@@ -381,8 +451,44 @@ def _host_of(endpoint: str) -> str:
     return Fn.select(0, Fn.split(":", Fn.select(1, Fn.split("//", endpoint))))
 
 
-def activemq_configuration() -> str:
-    """The ActiveMQ broker configuration: a dead-letter queue per queue (``DLQ.<queue>``), expired messages not dead-lettered."""
+#: ActiveMQ groups: the administrator's, the application user's, and the one Amazon MQ's web console acts as.
+ADMIN_GROUP = "admin"
+APPLICATION_GROUP = "application"
+WEB_CONSOLE_GROUP = "activemq-webconsole"
+#: What each kind of access lets a group do on a destination (``admin`` creates it on first use).
+_ACCESS = {"read": ("read", "admin"), "write": ("write", "admin")}
+
+
+def activemq_configuration(application_queues: Mapping[str, Collection[str]] | None = None) -> str:
+    """The ActiveMQ broker configuration: per-queue dead-letter queues and an authorization map.
+
+    - every queue dead-letters to its own ``DLQ.<queue>``; expired messages are not dead-lettered;
+    - without an authorization map every authenticated user may do anything on every
+      destination (https://docs.aws.amazon.com/amazon-mq/latest/developer-guide/using-amazon-mq-securely.html).
+      With this one, the ``admin`` group and the web console's group may use every
+      queue and topic; the ``application`` group may use only the queues named in
+      ``application_queues`` (queue -> ``{"read", "write"}``), each with ``admin``
+      (create on first use), and the advisory topics that ActiveMQ clients read
+      and that the broker writes in the client's name. Dead-letter queues are
+      not the application's: an operator inspects and moves their messages.
+
+    :param application_queues: Default: none (the application group may use no queue).
+    """
+    application_queues = application_queues or {}
+    everyone = (ADMIN_GROUP, WEB_CONSOLE_GROUP)
+
+    def entry(kind: str, name: str, rights: Mapping[str, Collection[str]]) -> str:
+        groups = " ".join(f"{right}={quoteattr(','.join(rights[right]))}" for right in ("read", "write", "admin") if rights.get(right))
+        return f"          <authorizationEntry {kind}={quoteattr(name)} {groups}/>\n"
+
+    full = {"read": everyone, "write": everyone, "admin": everyone}
+    entries = entry("queue", ">", full) + entry("topic", ">", full)
+    entries += entry("topic", "ActiveMQ.Advisory.>", {right: (*everyone, APPLICATION_GROUP) for right in ("read", "write", "admin")})
+    for queue in sorted(application_queues):
+        unknown = set(application_queues[queue]) - set(_ACCESS)
+        require(not unknown and application_queues[queue], f"queue access must be 'read' and/or 'write', got {sorted(application_queues[queue])} for {queue!r}")
+        rights = {right for access in application_queues[queue] for right in _ACCESS[access]}
+        entries += entry("queue", queue, {right: (APPLICATION_GROUP,) for right in rights})
     strategy = '<individualDeadLetterStrategy queuePrefix={} useQueueForQueueMessages="true" processExpired="false"/>'.format(quoteattr("DLQ."))
     return (
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
@@ -396,8 +502,34 @@ def activemq_configuration() -> str:
         "      </policyEntries>\n"
         "    </policyMap>\n"
         "  </destinationPolicy>\n"
+        "  <plugins>\n"
+        "    <authorizationPlugin>\n"
+        "      <map>\n"
+        "        <authorizationMap>\n"
+        "          <authorizationEntries>\n"
+        f"{entries.replace('          <authorizationEntry', '            <authorizationEntry')}"
+        "          </authorizationEntries>\n"
+        "          <tempDestinationAuthorizationEntry>\n"
+        f"            <tempDestinationAuthorizationEntry read={quoteattr(','.join(everyone))} write={quoteattr(','.join(everyone))} "
+        f"admin={quoteattr(','.join(everyone))}/>\n"
+        "          </tempDestinationAuthorizationEntry>\n"
+        "        </authorizationMap>\n"
+        "      </map>\n"
+        "    </authorizationPlugin>\n"
+        "  </plugins>\n"
         "</broker>\n"
     )
+
+
+@jsii.implements(IStableStringProducer)
+class _ConfigurationData:
+    """The ActiveMQ configuration, base64-encoded, with the application's queues as they stand at synth."""
+
+    def __init__(self, application_queues: Mapping[str, Collection[str]]) -> None:
+        self._queues = application_queues
+
+    def produce(self) -> str:
+        return base64.b64encode(activemq_configuration(self._queues).encode()).decode()
 
 
 def _cfn_user(user: BrokerUser, *, console_access: bool | None = None, groups: Sequence[str] = ()) -> amazonmq.CfnBroker.UserProperty:

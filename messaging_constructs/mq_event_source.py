@@ -73,11 +73,23 @@ class MqEventSource(Construct):
         check_duration_range("max_batching_window", max_batching_window, Duration.seconds(0), Duration.minutes(5))
         require(1 <= len(queue) <= 1000 and not queue.isspace(), f"queue must be 1 to 1,000 characters, got {queue!r}")
         rabbit = broker.engine is BrokerEngine.RABBITMQ
+        if rabbit:
+            # Amazon MQ publishes no queue or virtual-host metrics for names with spaces, tabs or
+            # non-ASCII characters, so the depth and dead-letter alarms would never fire
+            # (https://docs.aws.amazon.com/amazon-mq/latest/developer-guide/rabbitmq-logging-monitoring.html).
+            for label, name in (("queue", queue), ("virtual_host", virtual_host), ("dead_letter_queue", dead_letter_queue or "")):
+                require(
+                    name.isascii() and not any(c.isspace() for c in name),
+                    f"{label} must be ASCII without spaces or tabs (Amazon MQ publishes no RabbitMQ metrics for other names), got {name!r}",
+                )
         require(rabbit or virtual_host == "/", "virtual_host applies to RabbitMQ brokers only")
         self.dead_letter_queue = dead_letter_queue or (f"{queue}.dead-letter" if rabbit else f"DLQ.{queue}")
         require(self.dead_letter_queue != queue, "dead_letter_queue must differ from queue")
 
         broker.allow_event_source_mappings()
+        if not rabbit:
+            # The mapping connects as the application user, which the authorization map must admit to the queue.
+            broker.allow_application(queue, read=True)
         role = consumer.role
         role.add_to_principal_policy(iam.PolicyStatement(actions=["mq:DescribeBroker"], resources=[broker.broker_arn]))
         # Lambda creates the mapping's network interfaces in the broker's subnets with the function's role.

@@ -39,7 +39,7 @@ class PrivateNetwork(Construct):
     :param profile: Default: from context.
 
     Attributes: ``vpc``, ``subnet_selection``, ``endpoint_security_group``,
-    ``interface_endpoints`` (by label), ``flow_log_group`` (None with your own VPC).
+    ``interface_endpoints`` and ``gateway_endpoints`` (by label), ``flow_log_group`` (None with your own VPC).
     """
 
     def __init__(
@@ -102,8 +102,9 @@ class PrivateNetwork(Construct):
             allow_all_outbound=False,
             description="Interface endpoints: HTTPS from named security groups only",
         )
+        self.gateway_endpoints: dict[str, ec2.GatewayVpcEndpoint] = {}
         for service in gateway_endpoints if gateway_endpoints is not None else (ec2.GatewayVpcEndpointAwsService.DYNAMODB, ec2.GatewayVpcEndpointAwsService.S3):
-            vpc.add_gateway_endpoint(f"{service.name.split('.')[-1].capitalize()}Endpoint", service=service, subnets=[self.subnet_selection])
+            self.ensure_gateway_endpoint(service)
         for service in interface_endpoints:
             self.add_interface_endpoint(service)
 
@@ -128,6 +129,13 @@ class PrivateNetwork(Construct):
     def ensure_interface_endpoint(self, service: ec2.IInterfaceVpcEndpointService, *, label: str | None = None) -> ec2.InterfaceVpcEndpoint:
         """The network's endpoint for ``service``, added if it has none yet (constructs that need one call this)."""
         return self.interface_endpoints.get(label or _label(service)) or self.add_interface_endpoint(service, label=label)
+
+    def ensure_gateway_endpoint(self, service: ec2.GatewayVpcEndpointAwsService) -> ec2.GatewayVpcEndpoint:
+        """The network's gateway endpoint for ``service`` (S3 or DynamoDB; free), added if it has none yet."""
+        label = service.name.split(".")[-1].capitalize()
+        if label not in self.gateway_endpoints:
+            self.gateway_endpoints[label] = self.vpc.add_gateway_endpoint(f"{label}Endpoint", service=service, subnets=[self.subnet_selection])
+        return self.gateway_endpoints[label]
 
     def allow_endpoint_access(self, peer: ec2.IConnectable) -> None:
         """Admit ``peer`` to the interface endpoints on HTTPS (443)."""

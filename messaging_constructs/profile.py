@@ -22,10 +22,12 @@ class Profile:
       including keys (after the shortest pending window), tables and logs;
       functions run outside a VPC; no reserved concurrency (a new account's
       quota would refuse it); no backup plans.
-    - ``production``: data is retained on delete, tables have deletion
-      protection and a backup plan, logs are kept for a year, functions run
-      in private subnets across three availability zones, and every function
-      has reserved concurrency.
+    - ``production``: blueprint stacks have termination protection; data that
+      stands alone is retained on delete (tables, queues, keys, logs), tables
+      have deletion protection and a backup plan, logs are kept for a year,
+      functions run in private subnets across three availability zones, and
+      every function has reserved concurrency. Brokers and Kafka clusters are
+      deleted with the stack, after a drain (see their constructs).
     """
 
     name: str
@@ -37,6 +39,7 @@ class Profile:
     reserved_concurrency: int | None
     deletion_protection: bool
     backup: bool
+    termination_protection: bool
 
     @property
     def is_production(self) -> bool:
@@ -67,6 +70,7 @@ SANDBOX = Profile(
     reserved_concurrency=None,
     deletion_protection=False,
     backup=False,
+    termination_protection=False,
 )
 
 PRODUCTION = Profile(
@@ -79,6 +83,7 @@ PRODUCTION = Profile(
     reserved_concurrency=10,
     deletion_protection=True,
     backup=True,
+    termination_protection=True,
 )
 
 _PROFILES = {p.name: p for p in (SANDBOX, PRODUCTION)}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Names, Stack
+from aws_cdk import Duration, Stack, Token
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -11,12 +11,15 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from . import _acknowledgements as ack
+from ._naming import per_stack_creation
 from ._validation import check_duration_range, check_length, check_range, check_visibility_timeout, require
 from .encryption import key_or_new
 from .monitoring import sqs as sqs_monitoring
 from .profile import Profile
 
 MAX_RETENTION = Duration.days(14)
+MAX_NAME_LENGTH = 80
+_DLQ_SUFFIX = "-dlq"
 
 
 class SecureQueue(Construct):
@@ -52,9 +55,19 @@ class SecureQueue(Construct):
     :param max_receive_count: receives before a message moves to the DLQ (1 to 1,000). Default: 5.
     :param age_alarm_threshold: age of the oldest message that raises the alarm. Default: 15 minutes.
     :param alarm_topic: where alarms notify. Default: no action (alarms still show in CloudWatch).
-    :param queue_name: the queue's name (``.fifo`` is added for FIFO). Default:
-        generated from the construct path (a fixed name is needed so that the
-        DLQ's redrive-allow policy can name this queue without a circular reference).
+    :param queue_name: the queue's name (``.fifo`` is added for FIFO). A fixed
+        name cannot be taken again for 60 seconds after the queue is deleted, so
+        ``cdk destroy`` then ``cdk deploy`` fails within that minute. Default: a
+        name from the construct path and the stack's creation (see below).
+
+    Naming: the queue and its DLQ are named ``<construct path>-<12 hex digits
+    of the stack's id>`` (the DLQ with ``-dlq``, FIFO queues with ``.fifo``), at
+    most 80 characters. The source needs a name that the DLQ's redrive-allow
+    policy can name without a circular reference; the stack id's part makes it
+    new for every creation of the stack, so a stack destroyed and deployed
+    again never asks for a name SQS still holds; and a name the construct
+    chooses is never left to CloudFormation, whose generated FIFO names can
+    exceed SQS's 80 characters.
     :param profile: decides the removal policy. Default: from context.
 
     Attributes: ``queue``, ``dead_letter_queue`` (or None), ``key``, ``alarms``.
@@ -117,12 +130,14 @@ class SecureQueue(Construct):
             removal_policy=self.profile.removal_policy,
         )
         dead_letter = None
+        queue_name = _fifo_name(queue_name or per_stack_creation(self, max_length=MAX_NAME_LENGTH - len(_DLQ_SUFFIX) - len(".fifo")), fifo)
+        check_length("queue name", queue_name, MAX_NAME_LENGTH)
         if dead_letter_queue:
-            queue_name = _fifo_name(queue_name or Names.unique_resource_name(self, max_length=70, separator="-"), fifo)
             source_arn = Stack.of(self).format_arn(service="sqs", resource=queue_name)
             self.dead_letter_queue = sqs.Queue(
                 self,
                 "DeadLetterQueue",
+                queue_name=_dead_letter_name(queue_name, fifo),
                 retention_period=MAX_RETENTION,
                 redrive_allow_policy=sqs.RedriveAllowPolicy(
                     redrive_permission=sqs.RedrivePermission.BY_QUEUE,
@@ -131,9 +146,6 @@ class SecureQueue(Construct):
                 **common,
             )
             dead_letter = sqs.DeadLetterQueue(queue=self.dead_letter_queue, max_receive_count=max_receive_count)
-        elif queue_name is not None:
-            queue_name = _fifo_name(queue_name, fifo)
-        check_length("queue name", queue_name, 80)
 
         self.queue = sqs.Queue(
             self,
@@ -217,6 +229,15 @@ def _fifo_name(name: str, fifo: bool) -> str:
     if fifo and not name.endswith(".fifo"):
         return f"{name}.fifo"
     return name
+
+
+def _dead_letter_name(queue_name: str, fifo: bool) -> str:
+    """``<queue>-dlq`` (``<queue>-dlq.fifo``), cut at the front when a chosen name leaves no room."""
+    base = queue_name.removesuffix(".fifo") if fifo else queue_name
+    room = MAX_NAME_LENGTH - len(_DLQ_SUFFIX) - (len(".fifo") if fifo else 0)
+    if not Token.is_unresolved(base) and len(base) > room:
+        base = base[-room:].lstrip("-_") or "queue"
+    return _fifo_name(f"{base}{_DLQ_SUFFIX}", fifo)
 
 
 def keyless_view(scope: Construct, construct_id: str, queue: sqs.IQueue, *, fifo: bool = False) -> sqs.IQueue:

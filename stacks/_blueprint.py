@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import Duration, Stack, triggers
+from aws_cdk import Aspects, Duration, Stack, triggers
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -17,6 +17,7 @@ from messaging_constructs import (
     RUNTIME,
     AlarmTopic,
     EncryptionKey,
+    FunctionLogGroups,
     HandlerFunction,
     KeyUser,
     MonitoringDashboard,
@@ -61,6 +62,10 @@ class Blueprint:
         :param network: make the network. Default: in production only (where functions run in it).
         """
         key = EncryptionKey(stack, "Key", users=[KeyUser.LOGS], alias=f"alias/{stack.node.id.lower()}", profile=profile).key
+        # Production stacks refuse `cdk destroy` until protection is lifted on purpose (README, "Teardown").
+        stack.termination_protection = profile.termination_protection
+        # The custom-resource functions aws-cdk-lib adds get log groups with retention, deleted with the stack.
+        Aspects.of(stack).add(FunctionLogGroups(encryption_key=key, profile=profile))
         network = (
             PrivateNetwork(
                 stack,

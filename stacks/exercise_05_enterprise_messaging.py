@@ -181,6 +181,7 @@ class Exercise05EnterpriseMessagingStack(Stack):
             },
         )
         erp.allow_client(invoice_publisher.function, "stomp", description="InvoicePublisher")
+        erp.allow_application(INVOICE_QUEUE, write=True)
         erp.grant_read_credentials(invoice_publisher)
         idempotency = IdempotencyTable(self, "IdempotencyTable", **common)
         invoice_consumer = blueprint.function(

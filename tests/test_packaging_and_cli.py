@@ -29,6 +29,8 @@ def test_wheel_ships_the_library_with_its_type_marker(tmp_path):
     assert "messaging_constructs/__init__.py" in names
     assert "messaging_constructs/py.typed" in names
     assert "messaging_constructs/monitoring/sqs.py" in names
+    # The functions the library deploys itself travel with it, so that they synthesize after `pip install`.
+    assert "messaging_constructs/handlers/service_log_groups/handler.py" in names
     assert not any(n.startswith(("stacks/", "tests/", "lambdas/")) for n in names)
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Fn
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_events as events
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
@@ -14,11 +15,11 @@ from ._alarms import make_alarm
 PERIOD = Duration.minutes(5)
 
 
-def _metric(namespace: str, dimension: str, value: str, metric_name: str, **options) -> cloudwatch.Metric:
+def _metric(namespace: str, dimensions: dict[str, str], metric_name: str, **options) -> cloudwatch.Metric:
     return cloudwatch.Metric(
         namespace=namespace,
         metric_name=metric_name,
-        dimensions_map={dimension: value},
+        dimensions_map=dimensions,
         **{"statistic": "Sum", "period": PERIOD, **options},
     )
 
@@ -38,17 +39,35 @@ def _any_of(scope: Construct, label: str, metric, alarms: Sequence[tuple[str, st
     ]
 
 
-def rule_metric(rule_name: str, metric_name: str, **options) -> cloudwatch.Metric:
-    """An ``AWS/Events`` metric of one rule. Default: sum over 5 minutes."""
-    return _metric("AWS/Events", "RuleName", rule_name, metric_name, **options)
+def rule_name_of(rule: events.IRule) -> str:
+    """The plain name of a rule on a custom bus, at deploy time.
+
+    CDK's ``rule.rule_name`` is the rule's ``Ref``, which for a rule on a
+    custom bus is ``<bus>|<rule>``, not a name CloudWatch knows. The rule's
+    ARN is ``arn:<partition>:events:<region>:<account>:rule/<bus>/<rule>``
+    (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-manage-iam-access.html),
+    and neither a custom bus's name nor a rule's may contain ``/``.
+    """
+    return Fn.select(2, Fn.split("/", rule.rule_arn))
 
 
-def rule_alarms(scope: Construct, rule_name: str, alarm_topic: sns.ITopic | None) -> list[cloudwatch.Alarm]:
+def rule_metric(event_bus_name: str, rule_name: str, metric_name: str, **options) -> cloudwatch.Metric:
+    """An ``AWS/Events`` metric of one rule on a custom bus. Default: sum over 5 minutes.
+
+    EventBridge publishes the metrics of a rule on a custom bus under two
+    dimensions, ``EventBusName`` and ``RuleName``; a metric with ``RuleName``
+    alone is a rule of the default bus
+    (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-monitoring.html).
+    """
+    return _metric("AWS/Events", {"EventBusName": event_bus_name, "RuleName": rule_name}, metric_name, **options)
+
+
+def rule_alarms(scope: Construct, event_bus_name: str, rule_name: str, alarm_topic: sns.ITopic | None) -> list[cloudwatch.Alarm]:
     """Alarms on any failed invocation and any event sent to (or lost on the way to) the target's DLQ."""
     return _any_of(
         scope,
         "Rule",
-        lambda name: rule_metric(rule_name, name),
+        lambda name: rule_metric(event_bus_name, rule_name, name),
         (
             ("FailedInvocations", "events could not be delivered to the target; after the retry policy they go to the target's DLQ."),
             ("InvocationsSentToDlq", "events were sent to the target's dead-letter queue: inspect and redrive them."),
@@ -60,7 +79,7 @@ def rule_alarms(scope: Construct, rule_name: str, alarm_topic: sns.ITopic | None
 
 def pipe_metric(pipe_name: str, metric_name: str, **options) -> cloudwatch.Metric:
     """An ``AWS/EventBridge/Pipes`` metric of one pipe. Default: sum over 5 minutes."""
-    return _metric("AWS/EventBridge/Pipes", "PipeName", pipe_name, metric_name, **options)
+    return _metric("AWS/EventBridge/Pipes", {"PipeName": pipe_name}, metric_name, **options)
 
 
 def pipe_alarms(scope: Construct, pipe_name: str, alarm_topic: sns.ITopic | None) -> list[cloudwatch.Alarm]:
@@ -70,31 +89,32 @@ def pipe_alarms(scope: Construct, pipe_name: str, alarm_topic: sns.ITopic | None
 
 def schedule_group_metric(group_name: str, metric_name: str, **options) -> cloudwatch.Metric:
     """An ``AWS/Scheduler`` metric of one schedule group. Default: sum over 5 minutes."""
-    return _metric("AWS/Scheduler", "ScheduleGroup", group_name, metric_name, **options)
+    return _metric("AWS/Scheduler", {"ScheduleGroup": group_name}, metric_name, **options)
 
 
 def schedule_group_alarms(scope: Construct, group_name: str, alarm_topic: sns.ITopic | None) -> list[cloudwatch.Alarm]:
-    """Alarms on target errors and on dropped invocations."""
+    """Alarms on target errors, on invocations out of retries and on invocations the DLQ did not take."""
     return _any_of(
         scope,
         "Schedule group",
         lambda name: schedule_group_metric(group_name, name),
         (
             ("TargetErrorCount", "a scheduled invocation failed at its target; it is retried, then sent to the DLQ."),
-            ("InvocationDroppedCount", "a scheduled invocation was dropped without reaching its DLQ."),
+            ("InvocationDroppedCount", "a scheduled invocation ran out of retries: it went to the group's DLQ, or was lost if the DLQ refused it."),
+            ("InvocationsFailedToBeSentToDeadLetterCount", "an invocation could not be sent to the DLQ and is lost: check the DLQ's policy and key."),
         ),
         alarm_topic,
     )
 
 
-def rule_widgets(title: str, rule_name: str) -> list[cloudwatch.IWidget]:
+def rule_widgets(title: str, event_bus_name: str, rule_name: str) -> list[cloudwatch.IWidget]:
     return [
         cloudwatch.GraphWidget(
             title=f"{title}: matched, failed, dead-lettered",
             left=[
-                rule_metric(rule_name, "MatchedEvents", label="matched"),
-                rule_metric(rule_name, "FailedInvocations", label="failed"),
-                rule_metric(rule_name, "InvocationsSentToDlq", label="to DLQ"),
+                rule_metric(event_bus_name, rule_name, "MatchedEvents", label="matched"),
+                rule_metric(event_bus_name, rule_name, "FailedInvocations", label="failed"),
+                rule_metric(event_bus_name, rule_name, "InvocationsSentToDlq", label="to DLQ"),
             ],
             width=24,
         )

@@ -194,5 +194,12 @@ def widgets(title: str, engine: str, broker_name: str, instances: Sequence[str],
     return [
         cloudwatch.GraphWidget(title=f"{title}: CPU / heap %", left=resources, width=8),
         cloudwatch.GraphWidget(title=f"{title}: connections", left=connections, width=8),
-        cloudwatch.GraphWidget(title=f"{title}: queue depth", left=depth or [metric({"Broker": broker_name}, "MessageCount")], width=8),
+        cloudwatch.GraphWidget(title=f"{title}: queue depth", left=depth or _broker_messages(engine, broker_name, instances), width=8),
     ]
+
+
+def _broker_messages(engine: str, broker_name: str, instances: Sequence[str]) -> list[cloudwatch.IMetric]:
+    """Messages on the whole broker: RabbitMQ ``MessageCount`` per broker, ActiveMQ ``TotalMessageCount`` per instance."""
+    if engine == "RABBITMQ":
+        return [metric({"Broker": broker_name}, "MessageCount", statistic="Maximum", label="messages")]
+    return [metric({"Broker": i}, "TotalMessageCount", statistic="Maximum", label=i) for i in instances]

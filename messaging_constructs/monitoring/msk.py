@@ -157,3 +157,24 @@ def lag_widgets(title: str, cluster_name: str, consumer_group: str, topic: str) 
             width=12,
         ),
     ]
+
+
+def per_topic(cluster_name: str, metric_name: str, **options) -> cloudwatch.MathExpression:
+    """A per-topic metric of every topic of the cluster, one series per topic (Metrics Insights). Default: average over 5 minutes.
+
+    MSK Serverless publishes throughput only per ``Cluster Name`` and ``Topic``, and topics are made by clients.
+    """
+    return cloudwatch.MathExpression(
+        expression=f'SELECT AVG({metric_name}) FROM SCHEMA("{NAMESPACE}", "Cluster Name", Topic) WHERE "Cluster Name" = \'{cluster_name}\' GROUP BY Topic',
+        period=options.pop("period", PERIOD),
+        label=options.pop("label", ""),
+        **options,
+    )
+
+
+def serverless_widgets(title: str, cluster_name: str) -> list[cloudwatch.IWidget]:
+    """Bytes in and out per second, one line per topic."""
+    return [
+        cloudwatch.GraphWidget(title=f"{title}: bytes in per second, per topic", left=[per_topic(cluster_name, "BytesInPerSec")], width=12),
+        cloudwatch.GraphWidget(title=f"{title}: bytes out per second, per topic", left=[per_topic(cluster_name, "BytesOutPerSec")], width=12),
+    ]

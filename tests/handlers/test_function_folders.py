@@ -8,11 +8,14 @@ import pytest
 
 from stacks._blueprint import layer_construct_id
 
-LAMBDAS_DIR = Path(__file__).resolve().parents[2] / "lambdas"
-LAYERS_DIR = Path(__file__).resolve().parents[2] / "build" / "layers"
+ROOT = Path(__file__).resolve().parents[2]
+LAMBDAS_DIR = ROOT / "lambdas"
+LAYERS_DIR = ROOT / "build" / "layers"
 # The runtime (boto3, botocore) and the Powertools layer (which ships pydantic).
 PROVIDED = {"boto3", "botocore", "aws_lambda_powertools", "pydantic"}
-FUNCTIONS = sorted(path.name for path in LAMBDAS_DIR.iterdir() if (path / "handler.py").is_file())
+# The blueprints' functions, and the ones the construct library deploys itself (shipped inside the package).
+FOLDERS = {path.name: path for base in (LAMBDAS_DIR, ROOT / "messaging_constructs" / "handlers") for path in base.iterdir() if (path / "handler.py").is_file()}
+FUNCTIONS = sorted(FOLDERS)
 
 
 def _folder_of(service: str) -> str:
@@ -69,15 +72,15 @@ def imported_packages(source: Path) -> set[str]:
 
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_a_function_imports_only_the_standard_library_the_runtime_powertools_and_its_layers(function, layer_packages):
-    folder = LAMBDAS_DIR / function
+    folder = FOLDERS[function]
     local = {path.stem for path in folder.glob("*.py")}
     for source in folder.rglob("*.py"):
         foreign = imported_packages(source) - set(sys.stdlib_module_names) - PROVIDED - local - layer_packages.get(function, set())
-        assert not foreign, f"{source.relative_to(LAMBDAS_DIR)} imports {sorted(foreign)}"
+        assert not foreign, f"{source.relative_to(ROOT)} imports {sorted(foreign)}"
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_a_function_has_a_lambda_handler(function):
-    tree = ast.parse((LAMBDAS_DIR / function / "handler.py").read_text())
+    tree = ast.parse((FOLDERS[function] / "handler.py").read_text())
     handlers = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "lambda_handler"]
     assert [[a.arg for a in h.args.args] for h in handlers] == [["event", "context"]]

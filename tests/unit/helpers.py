@@ -31,3 +31,36 @@ def statements(stack: Stack) -> list[dict]:
 
 def actions(statement: dict) -> list[str]:
     return statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+
+
+#: Pseudo parameters for :func:`evaluate`: a stack named with 40 characters in a long region name.
+PSEUDO = {
+    "AWS::StackName": "S" * 40,
+    "AWS::StackId": "arn:aws:cloudformation:ap-southeast-5:123456789012:stack/" + "S" * 40 + "/1c2fa620-982a-11e3-aff7-50e2416294e0",
+    "AWS::Region": "ap-southeast-5",
+    "AWS::AccountId": "123456789012",
+    "AWS::Partition": "aws",
+    "AWS::URLSuffix": "amazonaws.com",
+}
+
+
+def evaluate(value, pseudo: dict[str, str] | None = None):
+    """What CloudFormation makes of ``value`` built from literals, pseudo parameters, Fn::Join, Fn::Select and Fn::Split."""
+    pseudo = {**PSEUDO, **(pseudo or {})}
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return [evaluate(v, pseudo) for v in value]
+    ((function, argument),) = value.items()
+    if function == "Ref":
+        return pseudo[argument]
+    if function == "Fn::Join":
+        separator, parts = argument
+        return separator.join(evaluate(parts, pseudo))
+    if function == "Fn::Select":
+        index, items = argument
+        return evaluate(items, pseudo)[int(index)]
+    if function == "Fn::Split":
+        separator, text = argument
+        return evaluate(text, pseudo).split(separator)
+    raise ValueError(f"cannot evaluate {function} in a name")

@@ -143,6 +143,22 @@ def test_rule_alarms_on_failed_and_dead_lettered_invocations():
     assert names == {"FailedInvocations", "InvocationsSentToDlq", "InvocationsFailedToBeSentToDlq"}
 
 
+def test_rule_metrics_carry_the_bus_name_and_the_rules_plain_name():
+    """Rules of a custom bus publish under EventBusName and RuleName; the rule's Ref is ``bus|rule``, not its name."""
+    stack, bus = _bus()
+    rule = bus.add_rule("Inventory", event_pattern=PATTERN, target=SecureQueue(stack, "Work"))
+    bus_id, rule_id = stack.get_logical_id(bus.bus.node.default_child), stack.get_logical_id(rule.node.default_child)
+    expected = [
+        {"Name": "EventBusName", "Value": {"Ref": bus_id}},
+        {"Name": "RuleName", "Value": {"Fn::Select": [2, {"Fn::Split": ["/", {"Fn::GetAtt": [rule_id, "Arn"]}]}]}},
+    ]
+    alarms = [a["Properties"] for a in resources(stack, "AWS::CloudWatch::Alarm").values() if a["Properties"].get("Namespace") == "AWS/Events"]
+    assert len(alarms) == 3
+    assert all(sorted(a["Dimensions"], key=lambda d: d["Name"]) == expected for a in alarms)
+    widget_metric = stack.resolve(bus.metric_rule(rule, "MatchedEvents").to_metric_config().metric_stat.dimensions)
+    assert sorted(widget_metric, key=lambda d: d["name"]) == [{"name": d["Name"], "value": d["Value"]} for d in expected]
+
+
 def test_schemas_go_to_one_registry():
     stack, bus = _bus()
     bus.add_schema("blueprints.orders@OrderPlaced.v1", '{"type": "object"}')

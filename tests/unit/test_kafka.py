@@ -47,7 +47,11 @@ def test_provisioned_cluster_per_profile(profile, instance_type, volume, monitor
 
     encrypted = [g for g in resources(stack, "AWS::Logs::LogGroup").values() if "KmsKeyId" in g["Properties"]]
     assert len(encrypted) == len(resources(stack, "AWS::Logs::LogGroup"))
-    assert resource["DeletionPolicy"] == ("Retain" if profile == "production" else "Delete")
+    # A retained cluster would need its network retained too: deleted in both profiles, after a drain.
+    assert resource["DeletionPolicy"] == "Delete"
+    assert {c.get("DeletionPolicy", "Delete") for c in resources(stack, "AWS::MSK::Configuration").values()} == {"Delete"}
+    broker_logs = stack.get_logical_id(cluster.log_group.node.default_child)
+    assert resources(stack, "AWS::Logs::LogGroup")[broker_logs]["DeletionPolicy"] == ("Retain" if profile == "production" else "Delete")
 
 
 def test_configuration_turns_off_auto_topic_creation():
@@ -245,3 +249,35 @@ def test_network_ensure_interface_endpoint_is_idempotent():
     first = network.ensure_interface_endpoint(ec2.InterfaceVpcEndpointAwsService.SQS)
     assert network.ensure_interface_endpoint(ec2.InterfaceVpcEndpointAwsService.SQS) is first
     assert len(resources(stack, "AWS::EC2::VPCEndpoint")) == 3  # SQS plus the DynamoDB and S3 gateways
+
+
+def _names(profile: str = "sandbox", cidr: str = "10.40.0.0/16", **options) -> tuple[str, str]:
+    """(cluster name, configuration name) as synthesized."""
+    stack = new_stack(profile)
+    network = PrivateNetwork(stack, "Network", cidr=cidr)
+    KafkaCluster(stack, "Cluster", network=network, **options)
+    (_, cluster) = only(resources(stack, "AWS::MSK::Cluster"))
+    (_, configuration) = only(resources(stack, "AWS::MSK::Configuration"))
+    return cluster["Properties"]["ClusterName"], configuration["Properties"]["Name"]
+
+
+def test_names_change_with_what_forces_a_replacement_and_only_then():
+    """CloudFormation cannot replace a resource whose custom name stays the same: the names follow the create-only properties."""
+    cluster, configuration = _names()
+    # in-place updates: broker size and storage, and the Kafka version on the cluster
+    assert _names(instance_type="kafka.m7g.large", volume_size=50)[0] == cluster
+    upgraded = _names(kafka_version="3.9.x.kraft")
+    assert upgraded[0] == cluster and upgraded[1] != configuration
+    # replacements: other subnets (a new CIDR replaces them), another key
+    assert _names(cidr="10.41.0.0/16")[0] != cluster
+    stack = new_stack()
+    from messaging_constructs import EncryptionKey
+
+    network = PrivateNetwork(stack, "Network")
+    KafkaCluster(stack, "Cluster", network=network, encryption_key=EncryptionKey(stack, "Other").key)
+    assert only(resources(stack, "AWS::MSK::Cluster"))[1]["Properties"]["ClusterName"] != cluster
+    assert len(cluster) <= 64 and configuration.endswith("-config")
+
+
+def test_a_chosen_cluster_name_is_kept():
+    assert _names(cluster_name="clicks")[0] == "clicks"

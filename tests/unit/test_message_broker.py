@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import xml.etree.ElementTree as ElementTree
 
 import pytest
 
@@ -41,7 +42,9 @@ def test_deployment_per_engine_and_profile(engine, profile, mode, subnets, insta
     assert props["EngineVersion"] == engine.default_version
     assert props["MaintenanceWindowStartTime"] == {"DayOfWeek": "SUNDAY", "TimeOfDay": "03:00", "TimeZone": "UTC"}
     assert props["Logs"]["General"] is True
-    assert resource["DeletionPolicy"] == ("Retain" if profile == "production" else "Delete")
+    # A retained broker would need its network retained too: deleted in both profiles, with its secrets, after a drain.
+    assert resource["DeletionPolicy"] == "Delete"
+    assert {s["DeletionPolicy"] for s in resources(stack, "AWS::SecretsManager::Secret").values()} == {"Delete"}
 
 
 def test_activemq_encrypts_with_the_key_keeps_audit_logs_and_dead_letters_per_queue():
@@ -105,8 +108,8 @@ def test_activemq_alarms(engine, metrics):
     stack, _, broker = _broker(engine)
     names = {a["Properties"].get("MetricName") for a in resources(stack, "AWS::CloudWatch::Alarm").values()}
     assert metrics <= names
-    dims = {d["Value"] for a in resources(stack, "AWS::CloudWatch::Alarm").values() for d in a["Properties"].get("Dimensions", [])}
-    assert dims == {f"{broker.broker_name}-1"}
+    alarms = [a["Properties"] for a in resources(stack, "AWS::CloudWatch::Alarm").values() if a["Properties"].get("Namespace") == "AWS/AmazonMQ"]
+    assert {d["Value"] for a in alarms for d in a.get("Dimensions", [])} == {f"{broker.broker_name}-1"}
 
 
 def test_rabbitmq_alarms_take_the_worst_node():
@@ -190,3 +193,88 @@ def test_bad_event_source_props_are_refused(options, message):
     stack, network, broker = _broker(BrokerEngine.ACTIVEMQ)
     with pytest.raises(ValueError, match=message):
         MqEventSource(stack, "Source", broker=broker, consumer=_function(stack, network), queue="orders", **options)
+
+
+def _names(engine: BrokerEngine, profile: str = "sandbox", **options) -> tuple[str, str | None]:
+    """(broker name, configuration name or None) as synthesized."""
+    stack, _, _ = _broker(engine, profile, **options)
+    (_, broker) = only(resources(stack, "AWS::AmazonMQ::Broker"))
+    configurations = list(resources(stack, "AWS::AmazonMQ::Configuration").values())
+    return broker["Properties"]["BrokerName"], configurations[0]["Properties"]["Name"] if configurations else None
+
+
+@pytest.mark.parametrize("engine", list(BrokerEngine))
+def test_names_change_with_what_forces_a_replacement_and_only_then(engine):
+    """CloudFormation cannot replace a resource whose custom name stays the same: the names follow the create-only properties."""
+    broker, configuration = _names(engine)
+    assert len(broker) <= 50
+    # in place: the instance type, maintenance window and engine version of the broker
+    assert _names(engine, instance_type="mq.m5.large", maintenance_day="MONDAY")[0] == broker
+    other_version = {BrokerEngine.RABBITMQ: "3.13", BrokerEngine.ACTIVEMQ: "5.17"}[engine]
+    upgraded = _names(engine, engine_version=other_version)
+    assert upgraded[0] == broker
+    if engine is BrokerEngine.ACTIVEMQ:
+        # the configuration's engine version is create-only
+        assert upgraded[1] != configuration and configuration.endswith("-config")
+    # replacement: production's deployment mode and subnets
+    assert _names(engine, "production")[0] != broker
+
+
+def test_a_chosen_broker_name_is_kept():
+    assert _names(BrokerEngine.RABBITMQ, broker_name="warehouse")[0] == "warehouse"
+
+
+def _matches(pattern: str, name: str) -> bool:
+    """ActiveMQ destination wildcards: ``.`` separates, ``*`` is one element, ``>`` the rest."""
+    want, have = pattern.split("."), name.split(".")
+    for index, element in enumerate(want):
+        if element == ">":
+            return True
+        if index >= len(have) or element not in ("*", have[index]):
+            return False
+    return len(want) == len(have)
+
+
+def _rights(xml: str, group: str, kind: str, name: str) -> set[str]:
+    """What ``group`` may do on a destination: ActiveMQ unites the groups of every entry that matches it."""
+    namespace = "{http://activemq.apache.org/schema/core}"
+    rights = set()
+    for entry in ElementTree.fromstring(xml).iter(f"{namespace}authorizationEntry"):
+        pattern = entry.get(kind)
+        if pattern is not None and _matches(pattern, name):
+            rights |= {right for right in ("read", "write", "admin") if group in (entry.get(right) or "").split(",")}
+    return rights
+
+
+def test_activemq_application_user_may_use_only_its_queues():
+    """Without an authorization map every ActiveMQ user may use every destination, dead-letter queues included."""
+    stack, network, broker = _broker(BrokerEngine.ACTIVEMQ)
+    MqEventSource(stack, "Source", broker=broker, consumer=_function(stack, network), queue="orders")
+    broker.allow_application("invoices", write=True)
+    _, config = only(resources(stack, "AWS::AmazonMQ::Configuration"))
+    xml = base64.b64decode(config["Properties"]["Data"]).decode()
+    assert _rights(xml, "application", "queue", "orders") == {"read", "admin"}
+    assert _rights(xml, "application", "queue", "invoices") == {"write", "admin"}
+    for other in ("DLQ.orders", "DLQ.invoices", "payments", "orders.archive"):
+        assert _rights(xml, "application", "queue", other) == set(), other
+    assert _rights(xml, "application", "topic", "ActiveMQ.Advisory.Queue") == {"read", "write", "admin"}
+    assert _rights(xml, "application", "topic", "prices") == set()
+    for group in ("admin", "activemq-webconsole"):
+        assert _rights(xml, group, "queue", "DLQ.orders") == _rights(xml, group, "topic", "prices") == {"read", "write", "admin"}
+    _, resource = only(resources(stack, "AWS::AmazonMQ::Broker"))
+    assert [(u["Username"], u["Groups"]) for u in resource["Properties"]["Users"]] == [("admin", ["admin"]), ("app", ["application"])]
+
+
+@pytest.mark.parametrize(
+    ("engine", "queue", "options", "message"),
+    [
+        (BrokerEngine.RABBITMQ, "orders", {"read": True}, "allow_application applies to ActiveMQ"),
+        (BrokerEngine.ACTIVEMQ, "orders", {}, "needs read=True and/or write=True"),
+        (BrokerEngine.ACTIVEMQ, "orders.>", {"read": True}, "plain ActiveMQ queue name"),
+        (BrokerEngine.ACTIVEMQ, "DLQ.orders", {"read": True}, "not a DLQ"),
+    ],
+)
+def test_fails_when_application_access_is_not_a_plain_queue_on_activemq(engine, queue, options, message):
+    _, _, broker = _broker(engine)
+    with pytest.raises(ValueError, match=message):
+        broker.allow_application(queue, **options)

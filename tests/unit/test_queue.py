@@ -9,7 +9,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk.assertions import Capture, Match
 
 from messaging_constructs import SecureQueue
-from tests.unit.helpers import new_stack, only, resources, template
+from tests.unit.helpers import evaluate, new_stack, only, resources, template
 
 TLS_DENY = Match.object_like({"Effect": "Deny", "Action": "sqs:*", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})
 
@@ -68,17 +68,34 @@ def test_only_the_source_may_redrive_into_the_dlq():
     allow = dlq["Properties"]["RedriveAllowPolicy"]
     assert allow["redrivePermission"] == "byQueue"
     (arn,) = allow["sourceQueueArns"]
-    assert source["Properties"]["QueueName"] in str(arn)
+    assert evaluate(arn) == f"arn:aws:sqs:ap-southeast-5:123456789012:{evaluate(source['Properties']['QueueName'])}"
 
 
 def test_fifo_queue_gets_a_fifo_dlq_and_high_throughput_settings():
     stack, _ = _queue(fifo=True, content_based_deduplication=True, high_throughput=True)
     source, dlq = _source_and_dlq(stack)
     assert source["Properties"]["FifoQueue"] is True and dlq["Properties"]["FifoQueue"] is True
-    assert source["Properties"]["QueueName"].endswith(".fifo")
+    assert evaluate(source["Properties"]["QueueName"]).endswith(".fifo") and evaluate(dlq["Properties"]["QueueName"]).endswith("-dlq.fifo")
     assert source["Properties"]["ContentBasedDeduplication"] is True
     assert source["Properties"]["DeduplicationScope"] == "messageGroup"
     assert source["Properties"]["FifoThroughputLimit"] == "perMessageGroupId"
+
+
+@pytest.mark.parametrize("dead_letter_queue", [True, False])
+def test_queue_names_are_new_for_every_creation_of_the_stack(dead_letter_queue):
+    """SQS refuses a deleted queue's name for 60 seconds: destroy then deploy must not ask for the same names."""
+    stack, _ = _queue(dead_letter_queue=dead_letter_queue)
+    names = [q["Properties"]["QueueName"] for q in resources(stack, "AWS::SQS::Queue").values()]
+    first = [evaluate(n) for n in names]
+    again = [evaluate(n, {"AWS::StackId": "arn:aws:cloudformation:ap-southeast-5:123456789012:stack/Test/77a0e1b0-982b-11e3-8a9b-0a1b2c3d4e5f"}) for n in names]
+    assert all("-50e2416294e0" in name for name in first)
+    assert not set(first) & set(again)
+
+
+def test_a_chosen_name_is_kept_and_its_dlq_follows_it():
+    stack, _ = _queue(queue_name="orders", fifo=True)
+    source, dlq = _source_and_dlq(stack)
+    assert (source["Properties"]["QueueName"], dlq["Properties"]["QueueName"]) == ("orders.fifo", "orders-dlq.fifo")
 
 
 def test_visibility_timeout_defaults_to_six_times_the_consumer_timeout():

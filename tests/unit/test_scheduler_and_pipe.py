@@ -57,10 +57,10 @@ def test_schedule_can_send_to_a_queue_with_exact_grants():
     assert not any(a.endswith("*") for a in _actions(policy))
 
 
-def test_schedule_group_alarms_on_target_errors_and_drops():
+def test_schedule_group_alarms_on_target_errors_drops_and_lost_dead_letters():
     stack, bus, group = _group()
     names = {a["Properties"]["MetricName"] for a in resources(stack, "AWS::CloudWatch::Alarm").values() if a["Properties"].get("Namespace") == "AWS/Scheduler"}
-    assert names == {"TargetErrorCount", "InvocationDroppedCount"}
+    assert names == {"TargetErrorCount", "InvocationDroppedCount", "InvocationsFailedToBeSentToDeadLetterCount"}
 
 
 def test_fails_when_a_schedule_source_is_reserved_for_aws():
