@@ -4,6 +4,7 @@
 #   make synth PROFILE=production   the same for the production profile
 #   make test                       the whole test suite (both profiles), with a local RabbitMQ for the AMQP/STOMP tests
 #   make rabbitmq                   install (Debian, as root) and start that RabbitMQ on 127.0.0.1
+#   make activemq                   install (Debian, as root) the ActiveMQ the authorization tests start on 127.0.0.1
 #   make deploy STACK=Exercise01Queues [PROFILE=...]
 
 PROFILE ?= sandbox
@@ -15,7 +16,7 @@ CDK := node_modules/.bin/cdk
 # jsii still runs on Node.js 20; keep its end-of-life banner out of every command's output.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: setup layers rabbitmq synth test lint bench deploy diff destroy clean
+.PHONY: setup layers rabbitmq activemq synth test lint bench deploy diff destroy clean
 
 setup: $(VENV)/.installed node_modules/.installed layers
 
@@ -39,8 +40,13 @@ synth: setup
 rabbitmq:
 	bash scripts/start_rabbitmq.sh
 
+# The ActiveMQ authorization tests start a broker of their own from Debian's activemq; without it they are skipped (and fail under CI=true).
+activemq:
+	bash scripts/start_activemq.sh
+
 test: setup
 	@bash scripts/start_rabbitmq.sh || echo "make test: no local RabbitMQ; its tests will be skipped (they fail when CI is set)"
+	@bash scripts/start_activemq.sh || echo "make test: no local ActiveMQ; its tests will be skipped (they fail when CI is set)"
 	$(PY) -m pytest
 
 lint: setup

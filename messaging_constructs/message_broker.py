@@ -455,8 +455,10 @@ def _host_of(endpoint: str) -> str:
 ADMIN_GROUP = "admin"
 APPLICATION_GROUP = "application"
 WEB_CONSOLE_GROUP = "activemq-webconsole"
-#: What each kind of access lets a group do on a destination (``admin`` creates it on first use).
-_ACCESS = {"read": ("read", "admin"), "write": ("write", "admin")}
+#: What each kind of access lets the application group do on one of its queues. Not ``admin`` (create): with it, a
+#: name with a wildcard (``queue://*``) would match the queue's entry and let the group create and feed a queue
+#: whose messages reach every consumer the wildcard matches. The broker creates the queues at start instead.
+_ACCESS = {"read": ("read",), "write": ("write",)}
 
 
 def activemq_configuration(application_queues: Mapping[str, Collection[str]] | None = None) -> str:
@@ -466,11 +468,12 @@ def activemq_configuration(application_queues: Mapping[str, Collection[str]] | N
     - without an authorization map every authenticated user may do anything on every
       destination (https://docs.aws.amazon.com/amazon-mq/latest/developer-guide/using-amazon-mq-securely.html).
       With this one, the ``admin`` group and the web console's group may use every
-      queue and topic; the ``application`` group may use only the queues named in
-      ``application_queues`` (queue -> ``{"read", "write"}``), each with ``admin``
-      (create on first use), and the advisory topics that ActiveMQ clients read
-      and that the broker writes in the client's name. Dead-letter queues are
-      not the application's: an operator inspects and moves their messages.
+      queue and topic; the ``application`` group may only read or write the queues
+      named in ``application_queues`` (queue -> ``{"read", "write"}``), which the
+      broker creates when it starts, and read (and create) the advisory topics that
+      ActiveMQ clients follow; it may create no destination of its own, so no
+      wildcard name gets it more than it was given. Dead-letter queues are not
+      the application's: an operator inspects and moves their messages.
 
     :param application_queues: Default: none (the application group may use no queue).
     """
@@ -483,13 +486,18 @@ def activemq_configuration(application_queues: Mapping[str, Collection[str]] | N
 
     full = {"read": everyone, "write": everyone, "admin": everyone}
     entries = entry("queue", ">", full) + entry("topic", ">", full)
-    entries += entry("topic", "ActiveMQ.Advisory.>", {right: (*everyone, APPLICATION_GROUP) for right in ("read", "write", "admin")})
+    # Clients create and read advisory topics; the broker writes them below the authorization check.
+    entries += entry("topic", "ActiveMQ.Advisory.>", {"read": (*everyone, APPLICATION_GROUP), "write": everyone, "admin": (*everyone, APPLICATION_GROUP)})
     for queue in sorted(application_queues):
         unknown = set(application_queues[queue]) - set(_ACCESS)
         require(not unknown and application_queues[queue], f"queue access must be 'read' and/or 'write', got {sorted(application_queues[queue])} for {queue!r}")
         rights = {right for access in application_queues[queue] for right in _ACCESS[access]}
         entries += entry("queue", queue, {right: (APPLICATION_GROUP,) for right in rights})
     strategy = '<individualDeadLetterStrategy queuePrefix={} useQueueForQueueMessages="true" processExpired="false"/>'.format(quoteattr("DLQ."))
+    destinations = ""
+    if application_queues:
+        queues = "".join(f"    <queue physicalName={quoteattr(queue)}/>\n" for queue in sorted(application_queues))
+        destinations = f"  <destinations>\n{queues}  </destinations>\n"
     return (
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
         '<broker schedulePeriodForDestinationPurge="10000" xmlns="http://activemq.apache.org/schema/core">\n'
@@ -502,6 +510,7 @@ def activemq_configuration(application_queues: Mapping[str, Collection[str]] | N
         "      </policyEntries>\n"
         "    </policyMap>\n"
         "  </destinationPolicy>\n"
+        f"{destinations}"
         "  <plugins>\n"
         "    <authorizationPlugin>\n"
         "      <map>\n"
