@@ -10,6 +10,7 @@ from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from . import _acknowledgements as ack
+from ._naming import per_stack_creation
 from .profile import Profile
 
 
@@ -42,7 +43,14 @@ def secure_table(
     plan = None
     if profile.backup:
         prefix = "" if construct_id == "Resource" else construct_id
-        vault = backup.BackupVault(scope, f"{prefix}BackupVault", encryption_key=key, removal_policy=profile.removal_policy)
+        # Retained with the recovery points it holds: a name new for each creation of the stack lets the stack be deployed again.
+        vault = backup.BackupVault(
+            scope,
+            f"{prefix}BackupVault",
+            backup_vault_name=per_stack_creation(table, max_length=50, suffix="-vault"),
+            encryption_key=key,
+            removal_policy=profile.removal_policy,
+        )
         # Plan names must be unique in the account; the default would be "BackupPlan" everywhere.
         plan = backup.BackupPlan(
             scope, f"{prefix}BackupPlan", backup_vault=vault, backup_plan_name=Names.unique_resource_name(table, max_length=50, separator="-")

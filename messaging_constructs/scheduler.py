@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aws_cdk import Duration
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -44,7 +44,7 @@ class ScheduleGroup(Construct):
     :param schedule_group_name: Default: generated.
     :param encryption_key: Default: a new key with rotation.
     :param alarm_topic: Default: no action.
-    :param profile: decides the removal policy. Default: from context.
+    :param profile: decides the key's removal policy and the DLQ's. Default: from context.
 
     Attributes: ``group``, ``key``, ``role``, ``dead_letter_queue``, ``schedules``, ``alarms``.
     """
@@ -63,7 +63,9 @@ class ScheduleGroup(Construct):
         self.profile = profile or Profile.of(self)
         self.key = key_or_new(self, encryption_key, self.profile)
         allow_service(self.key, KeyUser.SCHEDULER)
-        self.group = scheduler.ScheduleGroup(self, "Resource", schedule_group_name=schedule_group_name, removal_policy=self.profile.removal_policy)
+        # A group holds schedules, which go with the stack, and no data: it goes too, in both profiles. Its name is
+        # fixed at synth, so a retained group would refuse the next deployment of the same stack.
+        self.group = scheduler.ScheduleGroup(self, "Resource", schedule_group_name=schedule_group_name, removal_policy=RemovalPolicy.DESTROY)
         self.role = ManagedPolicyRole(
             self,
             "Role",

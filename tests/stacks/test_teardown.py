@@ -119,3 +119,17 @@ def test_production_stacks_refuse_destroy_until_protection_is_lifted(checked, pr
         name: artifact.get("properties", {}).get("terminationProtection", False) for name, artifact in manifest["artifacts"].items() if name in STACKS
     }
     assert protection == {stack: profile == "production" for stack in STACKS}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_nothing_production_retains_has_a_name_fixed_at_synth(template_json, stack):
+    """A retained resource keeps its name: deploying the destroyed stack again must not ask for the same one."""
+    resources = template_json("production", stack)["Resources"]
+    fixed = [
+        f"{logical_id}.{name}={value!r}"
+        for logical_id, resource in resources.items()
+        if resource.get("DeletionPolicy") in RETAINED
+        for name, value in resource.get("Properties", {}).items()
+        if name.endswith("Name") and isinstance(value, str)
+    ]
+    assert fixed == []
