@@ -494,6 +494,8 @@ def test_librdkafka_gets_its_token_from_the_signer_with_the_function_region(hand
     assert asked and set(asked) == {"us-east-1"}
     config = producer.PRODUCER_CONFIG
     assert (config["security.protocol"], config["sasl.mechanism"], config["oauth_cb"]) == ("SASL_SSL", "OAUTHBEARER", producer.msk_iam_token)
+    # MSK's connection-rate quota for IAM clients: a refused connection is retried after a second, not 100 ms.
+    assert config["reconnect.backoff.ms"] == 1_000
 
 
 def test_a_plaintext_producer_has_no_sasl_settings(broker, load_producer):
