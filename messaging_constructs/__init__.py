@@ -21,6 +21,7 @@ from .pipe import EventPipe
 from .profile import PRODUCTION, SANDBOX, Profile
 from .projection import Projection
 from .queue import SecureQueue
+from .runtime_layer import RuntimeLayer
 from .scheduler import ScheduleGroup
 from .service_log_groups import ServiceLogGroups
 from .state_table import StateTable
@@ -52,6 +53,7 @@ __all__ = [
     "Projection",
     "ProvisionedPollers",
     "RUNTIME",
+    "RuntimeLayer",
     "SANDBOX",
     "ScheduleGroup",
     "SecureQueue",

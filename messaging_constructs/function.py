@@ -32,6 +32,8 @@ RUNTIME = lambda_.Runtime.PYTHON_3_14
 DEFAULT_TIMEOUT = Duration.seconds(30)
 #: The Powertools release whose published layer the functions use.
 POWERTOOLS_VERSION = "3.37.0"
+#: Lambda's limit of layers per function.
+MAX_LAYERS = 5
 
 
 def powertools_layer_parameter(version: str = POWERTOOLS_VERSION, runtime: lambda_.Runtime = RUNTIME) -> str:
@@ -46,6 +48,8 @@ class HandlerFunction(Construct):
     - runtime ``python3.14`` on ``arm64``; code from ``code_path`` (a folder);
     - Powertools from the layer AWS publishes, its ARN resolved per region at
       deploy time from the public SSM parameter (nothing bundled, no lookup);
+    - the handler runtime, ``messaging_runtime``, from the stack's
+      :class:`RuntimeLayer` (one per stack, built from source without Docker);
     - its own log group, encrypted with ``encryption_key`` and kept for the
       profile's retention; a role with a customer-managed policy holding only
       its own log and X-Ray permissions plus whatever is granted to it;
@@ -70,7 +74,10 @@ class HandlerFunction(Construct):
         group that may reach only HTTPS (the VPC endpoints). Default: none
         (outside a VPC); give one for the production profile.
     :param powertools_version: Default: ``3.37.0``.
-    :param layers: further layers (client libraries...), after Powertools. Default: none.
+    :param runtime_layer: attach the stack's :class:`RuntimeLayer` (``messaging_runtime``),
+        after Powertools and before ``layers``. Default: True.
+    :param layers: further layers (client libraries...), after Powertools and the
+        runtime layer; Lambda allows 5 layers in all. Default: none.
     :param alarm_topic: where alarms notify. Default: no action.
     :param profile: decides log retention, removal and reserved concurrency. Default: from context.
 
@@ -95,12 +102,19 @@ class HandlerFunction(Construct):
         encryption_key: kms.IKey | None = None,
         network: PrivateNetwork | None = None,
         powertools_version: str = POWERTOOLS_VERSION,
+        runtime_layer: bool = True,
         layers: Sequence[lambda_.ILayerVersion] = (),
         alarm_topic: sns.ITopic | None = None,
         profile: Profile | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.profile = profile or Profile.of(self)
+        defaults = "Powertools and the runtime layer" if runtime_layer else "Powertools"
+        room = MAX_LAYERS - (2 if runtime_layer else 1)
+        require(
+            len(layers) <= room,
+            f"a function may have at most {MAX_LAYERS} layers: {defaults} leave room for {room} in layers, got {len(layers)}",
+        )
         check_range("memory_size", memory_size, 128, 10240, "MiB")
         check_range("timeout", timeout.to_seconds(), 1, 900, "s")
         if reserved_concurrent_executions is None:
@@ -151,6 +165,12 @@ class HandlerFunction(Construct):
                 )
             )
         layer_arn = ssm.StringParameter.value_for_string_parameter(self, powertools_layer_parameter(powertools_version))
+        default_layers: list[lambda_.ILayerVersion] = [lambda_.LayerVersion.from_layer_version_arn(self, "PowertoolsLayer", layer_arn)]
+        if runtime_layer:
+            # Imported here: runtime_layer imports RUNTIME from this module.
+            from .runtime_layer import RuntimeLayer
+
+            default_layers.append(RuntimeLayer.of(self, profile=self.profile))
         self.function = lambda_.Function(
             self,
             "Resource",
@@ -158,7 +178,7 @@ class HandlerFunction(Construct):
             architecture=lambda_.Architecture.ARM_64,
             handler=handler,
             code=lambda_.Code.from_asset(code_path, exclude=["__pycache__", "*.pyc"]),
-            layers=[lambda_.LayerVersion.from_layer_version_arn(self, "PowertoolsLayer", layer_arn), *layers],
+            layers=[*default_layers, *layers],
             description=description,
             timeout=timeout,
             memory_size=memory_size,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from messaging_constructs import RuntimeLayer
 from stacks._blueprint import layer_construct_id
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -13,6 +14,8 @@ LAMBDAS_DIR = ROOT / "lambdas"
 LAYERS_DIR = ROOT / "build" / "layers"
 # The runtime (boto3, botocore) and the Powertools layer (which ships pydantic).
 PROVIDED = {"boto3", "botocore", "aws_lambda_powertools", "pydantic"}
+#: What the runtime layer (RuntimeLayer, which every HandlerFunction gets unless it opts out) provides.
+RUNTIME_LAYER_PACKAGES = {"messaging_runtime"}
 # The blueprints' functions, and the ones the construct library deploys itself (shipped inside the package).
 FOLDERS = {path.name: path for base in (LAMBDAS_DIR, ROOT / "messaging_constructs" / "handlers") for path in base.iterdir() if (path / "handler.py").is_file()}
 FUNCTIONS = sorted(FOLDERS)
@@ -33,7 +36,7 @@ def _layer_name(logical_id: str) -> str | None:
 
 @pytest.fixture(scope="module")
 def layer_packages(checked, template_json) -> dict[str, set[str]]:
-    """Per function folder, the top-level packages of the project layers its deployed functions have."""
+    """Per function folder, the top-level packages of the project layers its deployed functions have (the runtime layer's included)."""
     packages: dict[str, set[str]] = {}
     for stack in checked("sandbox").templates:
         for resource in template_json("sandbox", stack)["Resources"].values():
@@ -41,6 +44,9 @@ def layer_packages(checked, template_json) -> dict[str, set[str]]:
                 continue
             folder = _folder_of(resource["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"])
             for layer in resource["Properties"].get("Layers", []):
+                if isinstance(layer, dict) and layer.get("Ref", "").startswith(RuntimeLayer.CONSTRUCT_ID):
+                    packages.setdefault(folder, set()).update(RUNTIME_LAYER_PACKAGES)
+                    continue
                 name = _layer_name(layer["Ref"]) if isinstance(layer, dict) and "Ref" in layer else None
                 if name is not None:
                     root = LAYERS_DIR / name / "python"
@@ -77,6 +83,12 @@ def test_a_function_imports_only_the_standard_library_the_runtime_powertools_and
     for source in folder.rglob("*.py"):
         foreign = imported_packages(source) - set(sys.stdlib_module_names) - PROVIDED - local - layer_packages.get(function, set())
         assert not foreign, f"{source.relative_to(ROOT)} imports {sorted(foreign)}"
+
+
+def test_every_blueprint_function_gets_the_runtime_layer(layer_packages):
+    """``messaging_runtime`` is what two handlers share: every function of the blueprints may import it."""
+    blueprint_functions = sorted(path.name for path in LAMBDAS_DIR.iterdir() if (path / "handler.py").is_file())
+    assert [f for f in blueprint_functions if not RUNTIME_LAYER_PACKAGES <= layer_packages.get(f, set())] == []
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)

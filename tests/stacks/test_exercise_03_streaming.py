@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from stacks._blueprint import layer_construct_id
+
 from .helpers import actions, function, props, statements
 
 STACK = "Exercise03Streaming"
@@ -68,7 +70,9 @@ def test_producer_runs_in_the_vpc_with_the_kafka_layer_and_writes_only_its_topic
     variables = producer["Environment"]["Variables"]
     assert variables["TOPIC_NAME"] == "clickstream" and variables["COMPRESSION_TYPE"] == "lz4" and "CLUSTER_ARN" in variables
     assert variables["AWS_USE_DUALSTACK_ENDPOINT"] == "true"
-    (layer_id,) = [layer["Ref"] for layer in producer["Layers"] if isinstance(layer, dict) and layer.get("Ref") in template["Resources"]]
+    (layer_id,) = [
+        layer["Ref"] for layer in producer["Layers"] if isinstance(layer, dict) and str(layer.get("Ref")).startswith(layer_construct_id("kafka_client"))
+    ]
     assert template["Resources"][layer_id]["Properties"]["CompatibleArchitectures"] == ["arm64"]
     writes = [s for s in statements(template) if "kafka-cluster:WriteData" in actions(s)]
     assert len(writes) == 1 and "/clickstream" in json.dumps(writes[0]["Resource"]) and "topic/" in json.dumps(writes[0]["Resource"])

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
-from aws_cdk import Duration
-from aws_cdk import aws_ec2 as ec2
+import json
+from pathlib import Path
 
-from messaging_constructs import HandlerFunction, PrivateNetwork, SecureQueue
+import pytest
+from aws_cdk import App, Duration, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_lambda as lambda_
+
+from messaging_constructs import HandlerFunction, PrivateNetwork, RuntimeLayer, SecureQueue
+from messaging_constructs.runtime_layer import _CopyPackage
 from tests.unit.helpers import new_stack, only, resources, template
 
 
@@ -37,7 +42,7 @@ def test_runtime_architecture_tracing_memory_and_timeout(code):
 
 def test_powertools_comes_from_the_published_layer_resolved_per_region(code):
     stack, _ = _function(code)
-    (layer,) = _lambda(stack)["Layers"]
+    layer = _lambda(stack)["Layers"][0]
     parameters = template(stack).to_json()["Parameters"]
     assert parameters[layer["Ref"]] == {
         "Type": "AWS::SSM::Parameter::Value<String>",
@@ -123,6 +128,123 @@ def test_in_a_network_the_function_runs_in_isolated_subnets_with_https_egress_on
     assert "SecurityGroupIngress" not in group["Properties"]
     (egress,) = group["Properties"]["SecurityGroupEgress"]
     assert (egress["IpProtocol"], egress["FromPort"], egress["ToPort"]) == ("tcp", 443, 443)
+
+
+# --- the runtime layer ------------------------------------------------------
+
+
+def _layer_ref(stack: Stack) -> dict:
+    (layer_id, _) = only(resources(stack, "AWS::Lambda::LayerVersion"))
+    return {"Ref": layer_id}
+
+
+def _synth_to(outdir: Path, code: str, profile: str = "sandbox") -> tuple[dict, Path]:
+    """Synthesize one function into ``outdir``: its template and the folder of the runtime layer's asset."""
+    app = App(outdir=str(outdir), context={"profile": profile})
+    HandlerFunction(Stack(app, "Test"), "Consumer", code_path=code, service_name="consumer")
+    app.synth()
+    body = json.loads((outdir / "Test.template.json").read_text())
+    (layer,) = [r for r in body["Resources"].values() if r["Type"] == "AWS::Lambda::LayerVersion"]
+    return body, outdir / f"asset.{layer['Properties']['Content']['S3Key'].removesuffix('.zip')}"
+
+
+def test_the_runtime_layer_comes_after_powertools_and_before_the_callers_layers(code):
+    stack = new_stack()
+    extra = lambda_.LayerVersion.from_layer_version_arn(stack, "Extra", "arn:aws:lambda:us-east-1:123456789012:layer:extra:1")
+    HandlerFunction(stack, "Consumer", code_path=code, service_name="consumer", layers=[extra])
+    layers = _lambda(stack)["Layers"]
+    assert len(layers) == 3
+    assert layers[1] == _layer_ref(stack)
+    assert layers[2] == "arn:aws:lambda:us-east-1:123456789012:layer:extra:1"
+
+
+def test_the_runtime_layer_is_for_python_3_14_on_arm64_and_says_what_it_holds(code):
+    stack, _ = _function(code)
+    (_, layer) = only(resources(stack, "AWS::Lambda::LayerVersion"))
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.14"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    assert "messaging_runtime" in layer["Properties"]["Description"]
+    assert "LayerName" not in layer["Properties"]
+
+
+@pytest.mark.parametrize(("profile", "policy"), [("sandbox", "Delete"), ("production", "Retain")])
+def test_the_runtime_layer_removal_follows_the_profile(code, profile, policy):
+    stack, _ = _function(code, profile)
+    (_, layer) = only(resources(stack, "AWS::Lambda::LayerVersion"))
+    assert layer["DeletionPolicy"] == layer["UpdateReplacePolicy"] == policy
+
+
+def test_one_runtime_layer_per_stack_however_many_functions(code):
+    stack = new_stack()
+    functions = [HandlerFunction(stack, f"Consumer{i}", code_path=code, service_name=f"consumer{i}") for i in range(3)]
+    assert RuntimeLayer.of(functions[0]) is RuntimeLayer.of(stack)
+    ref = _layer_ref(stack)
+    assert [f["Properties"]["Layers"][1] for f in resources(stack, "AWS::Lambda::Function").values()] == [ref] * 3
+
+
+def test_each_stack_gets_its_own_runtime_layer_from_one_asset(code):
+    app = App()
+    stacks = [Stack(app, name) for name in ("One", "Two")]
+    for stack in stacks:
+        HandlerFunction(stack, "Consumer", code_path=code, service_name="consumer")
+    assert RuntimeLayer.of(stacks[0]) is not RuntimeLayer.of(stacks[1])
+    (first,), (second,) = (resources(stack, "AWS::Lambda::LayerVersion").values() for stack in stacks)
+    assert first["Properties"]["Content"]["S3Key"] == second["Properties"]["Content"]["S3Key"]
+
+
+def test_the_runtime_layer_asset_holds_the_package_under_python_without_byte_code(code, tmp_path):
+    _, asset = _synth_to(tmp_path, code)
+    assert (asset / "python" / "messaging_runtime" / "__init__.py").is_file()
+    assert sorted(p.name for p in asset.iterdir()) == ["python"]
+    assert sorted(p.name for p in (asset / "python").iterdir()) == ["messaging_runtime"]
+    assert not [p for p in asset.rglob("*") if p.name == "__pycache__" or p.suffix == ".pyc"]
+
+
+def test_the_runtime_layer_asset_hash_is_the_same_in_every_synth(code, tmp_path):
+    """The hash is of the packaged files (AssetHashType.OUTPUT): a second app, in another folder, gets the same one."""
+    first, _ = _synth_to(tmp_path / "one", code)
+    second, _ = _synth_to(tmp_path / "two", code, "production")
+
+    def key(body: dict) -> str:
+        (layer,) = [r for r in body["Resources"].values() if r["Type"] == "AWS::Lambda::LayerVersion"]
+        return layer["Properties"]["Content"]["S3Key"]
+
+    assert key(first) == key(second)
+
+
+def test_local_bundling_copies_the_package_and_its_subpackages_without_byte_code(tmp_path):
+    source = tmp_path / "source"
+    (source / "contracts" / "__pycache__").mkdir(parents=True)
+    (source / "__pycache__").mkdir()
+    for name in ("__init__.py", "py.typed", "contracts/__init__.py", "contracts/orders.py"):
+        (source / name).write_text("# source\n")
+    for name in ("__pycache__/x.cpython-314.pyc", "contracts/__pycache__/orders.cpython-314.pyc", "stray.pyc"):
+        (source / name).write_bytes(b"\0")
+    output = tmp_path / "output"
+    output.mkdir()
+    assert _CopyPackage(source).try_bundle(str(output), None) is True
+    packaged = sorted(str(p.relative_to(output)) for p in output.rglob("*") if p.is_file())
+    assert packaged == [f"python/messaging_runtime/{name}" for name in ("__init__.py", "contracts/__init__.py", "contracts/orders.py", "py.typed")]
+
+
+def test_a_function_may_opt_out_of_the_runtime_layer(code):
+    stack, _ = _function(code, runtime_layer=False)
+    assert len(_lambda(stack)["Layers"]) == 1
+    assert not resources(stack, "AWS::Lambda::LayerVersion")
+
+
+def test_without_the_runtime_layer_four_layers_may_be_given(code):
+    stack = new_stack()
+    given = [lambda_.LayerVersion.from_layer_version_arn(stack, f"L{i}", f"arn:aws:lambda:us-east-1:123456789012:layer:l{i}:1") for i in range(4)]
+    HandlerFunction(stack, "Consumer", code_path=code, service_name="consumer", runtime_layer=False, layers=given)
+    assert len(_lambda(stack)["Layers"]) == 5
+
+
+def test_fails_when_layers_would_exceed_lambdas_five(code):
+    stack = new_stack()
+    given = [lambda_.LayerVersion.from_layer_version_arn(stack, f"L{i}", f"arn:aws:lambda:us-east-1:123456789012:layer:l{i}:1") for i in range(4)]
+    with pytest.raises(ValueError, match="at most 5 layers: Powertools and the runtime layer leave room for 3 in layers, got 4"):
+        HandlerFunction(stack, "Consumer", code_path=code, service_name="consumer", layers=given)
 
 
 def test_fails_when_memory_is_out_of_range(code):
