@@ -78,6 +78,20 @@ def test_every_event_type_and_version_has_a_schema(template):
     assert len(names) == 9
 
 
+def test_the_registry_holds_the_schemas_generated_from_the_contracts_in_draft_4(template):
+    import jsonschema
+
+    from messaging_runtime.contracts.schemas import registry_schemas
+    from stacks.exercise_02_schemas import EVENT_KINDS
+
+    generated = registry_schemas(EVENT_KINDS)
+    registered = {s["SchemaName"]: s for s in _of_type_props(template, "AWS::EventSchemas::Schema")}
+    assert set(registered) == set(generated)
+    for name, schema in registered.items():
+        assert schema["Type"] == "JSONSchemaDraft4" and schema["Content"] == generated[name]
+        jsonschema.Draft4Validator.check_schema(json.loads(schema["Content"]))
+
+
 def test_each_service_may_put_only_its_own_events_on_the_bus(template):
     (bus_id,) = _of_type(template, "AWS::Events::EventBus")
     sources = {}
