@@ -44,10 +44,11 @@ rabbitmq:
 activemq:
 	bash scripts/start_activemq.sh
 
+# Two workers, a test file per worker at a time; the synth with the packs is made once and shared (tests/conftest.py).
 test: setup
 	@bash scripts/start_rabbitmq.sh || echo "make test: no local RabbitMQ; its tests will be skipped (they fail when CI is set)"
 	@bash scripts/start_activemq.sh || echo "make test: no local ActiveMQ; its tests will be skipped (they fail when CI is set)"
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 lint: setup
 	$(VENV)/bin/ruff check .

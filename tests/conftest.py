@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import pickle
 import sys
 from pathlib import Path
 
@@ -15,8 +18,32 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 
+@contextlib.contextmanager
+def _locked(path: Path):
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _once_per_session(tmp_path_factory, worker_id: str, name: str, compute):
+    """``compute(outdir)`` once per test session, shared by every xdist worker (a synth with the packs takes tens of seconds)."""
+    if worker_id == "master":
+        return compute(tmp_path_factory.mktemp(name))
+    shared = tmp_path_factory.getbasetemp().parent
+    stored = shared / f"{name}.pickle"
+    with _locked(shared / f"{name}.lock"):
+        if stored.exists():
+            return pickle.loads(stored.read_bytes())
+        result = compute(shared / name)
+        stored.write_bytes(pickle.dumps(result))
+        return result
+
+
 @pytest.fixture(scope="session")
-def checked(tmp_path_factory):
+def checked(tmp_path_factory, worker_id):
     """Synth + packs + cfn-lint for each profile, once: ``checked[profile]`` is a CheckResult."""
     from scripts.compliance_report import check
 
@@ -24,14 +51,14 @@ def checked(tmp_path_factory):
 
     def get(profile: str):
         if profile not in cache:
-            cache[profile] = check(profile, tmp_path_factory.mktemp(f"cdk-{profile}"))
+            cache[profile] = _once_per_session(tmp_path_factory, worker_id, f"cdk-{profile}", lambda outdir: check(profile, outdir))
         return cache[profile]
 
     return get
 
 
 @pytest.fixture(scope="session")
-def unacknowledged(tmp_path_factory):
+def unacknowledged(tmp_path_factory, worker_id):
     """The same synth with acknowledgements recorded but not applied: what each one hides."""
     from scripts.compliance_report import synthesize
 
@@ -39,7 +66,7 @@ def unacknowledged(tmp_path_factory):
 
     def get(profile: str):
         if profile not in cache:
-            cache[profile] = synthesize(profile, tmp_path_factory.mktemp(f"cdk-raw-{profile}"), acknowledge=False)
+            cache[profile] = _once_per_session(tmp_path_factory, worker_id, f"cdk-raw-{profile}", lambda outdir: synthesize(profile, outdir, acknowledge=False))
         return cache[profile]
 
     return get
