@@ -3,6 +3,11 @@
 Every construct encrypts with a customer-managed KMS key, enforces TLS,
 gives every asynchronous path a dead-letter destination with an alarm, and
 follows a :class:`Profile` (sandbox or production) read from CDK context.
+
+Constructs take the CDK interfaces (``sqs.IQueue``, ``sns.ITopic``,
+``lambda_.IFunction``, ``kms.IKey``, ``events.IEventBus``), imported ones
+included, as well as this library's wrappers of them. The compliance
+acknowledgements the constructs apply are in :mod:`messaging_constructs.acknowledgements`.
 """
 
 from .encryption import EncryptionKey, KeyUser, allow_service
@@ -14,13 +19,14 @@ from .idempotency_table import IdempotencyTable
 from .kafka_cluster import KafkaCluster, KafkaClusterType
 from .kafka_event_source import KafkaEventSource, ProvisionedPollers
 from .message_broker import BrokerEngine, BrokerUser, MessageBroker
-from .monitoring import AlarmTopic, MonitoringDashboard
+from .monitoring import NO_ALARM_TOPIC, AlarmTopic, MonitoringDashboard
 from .mq_event_source import MqEventSource
 from .network import PrivateNetwork
 from .pipe import EventPipe
 from .profile import PRODUCTION, SANDBOX, Profile
 from .projection import Projection
 from .queue import SecureQueue
+from .queue_event_source import QueueEventSource
 from .runtime_layer import RuntimeLayer
 from .scheduler import ScheduleGroup
 from .service_log_groups import ServiceLogGroups
@@ -46,12 +52,14 @@ __all__ = [
     "MessageBroker",
     "MonitoringDashboard",
     "MqEventSource",
+    "NO_ALARM_TOPIC",
     "POWERTOOLS_VERSION",
     "PRODUCTION",
     "PrivateNetwork",
     "Profile",
     "Projection",
     "ProvisionedPollers",
+    "QueueEventSource",
     "RUNTIME",
     "RuntimeLayer",
     "SANDBOX",

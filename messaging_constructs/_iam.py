@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aws_cdk import aws_iam as iam
-from constructs import Construct
+from constructs import Construct, IDependable
 
 
 class ManagedPolicyRole(iam.Role):
@@ -27,19 +27,30 @@ class ManagedPolicyRole(iam.Role):
         return True
 
 
-def allow_event_source_network_interfaces(role: iam.IRole) -> None:
+def policy_of(role: iam.IRole) -> IDependable:
+    """What to wait for before a resource that checks the role's permissions when it is created:
+    a :class:`ManagedPolicyRole`'s policy, or the role itself."""
+    return role.policy if isinstance(role, ManagedPolicyRole) else role
+
+
+def grant_event_source_network_interfaces(grantee: iam.IGrantable) -> iam.Grant:
     """What Lambda needs, with the function's role, to place an event source mapping's network interfaces
-    in a VPC (Amazon MSK, Amazon MQ). None of these actions takes a resource ARN."""
-    role.add_to_principal_policy(
-        iam.PolicyStatement(
-            actions=[
-                "ec2:CreateNetworkInterface",
-                "ec2:DeleteNetworkInterface",
-                "ec2:DescribeNetworkInterfaces",
-                "ec2:DescribeSecurityGroups",
-                "ec2:DescribeSubnets",
-                "ec2:DescribeVpcs",
-            ],
-            resources=["*"],
-        )
+    in a VPC (Amazon MSK, Amazon MQ): ``ec2:CreateNetworkInterface``, ``DeleteNetworkInterface``,
+    ``DescribeNetworkInterfaces``, ``DescribeSecurityGroups``, ``DescribeSubnets``, ``DescribeVpcs``.
+    None of these actions takes a resource ARN.
+
+    The IAM half of reaching a broker; the network half is ``allow_event_source_mappings()`` on the
+    broker or cluster. The consumer constructs call both.
+    """
+    return iam.Grant.add_to_principal(
+        grantee=grantee,
+        actions=[
+            "ec2:CreateNetworkInterface",
+            "ec2:DeleteNetworkInterface",
+            "ec2:DescribeNetworkInterfaces",
+            "ec2:DescribeSecurityGroups",
+            "ec2:DescribeSubnets",
+            "ec2:DescribeVpcs",
+        ],
+        resource_arns=["*"],
     )

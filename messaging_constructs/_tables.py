@@ -9,7 +9,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from . import _acknowledgements as ack
+from . import acknowledgements as ack
 from ._naming import per_stack_creation
 from .profile import Profile
 
@@ -57,9 +57,9 @@ def secure_table(
         )
         plan.add_rule(backup.BackupPlanRule.daily())
         selection = plan.add_selection("Table", resources=[backup.BackupResource.from_dynamo_db_table(table)])
-        ack.backup_service_role(selection)
+        ack.aws_solutions_iam4_backup_service_role(selection)
     else:
-        ack.table_without_backup_plan(table)
+        ack.dynamodb_in_backup_plan(table)
     return table, plan
 
 

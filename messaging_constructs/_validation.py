@@ -73,3 +73,17 @@ def require(condition: bool, message: str) -> None:
     """Raise ``ValueError(message)`` when ``condition`` is false."""
     if not condition:
         raise ValueError(message)
+
+
+def check_not_flag(label: str, value: object, hint: str) -> None:
+    """Raise ``ValueError`` when a prop that takes an object (a queue...) is given ``True`` or ``False``.
+
+    :param hint: what to write instead, e.g. "use terminal=True for a queue that is itself a dead-letter destination".
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"{label} takes a queue or None, got {value}: {hint}")
+
+
+def check_threshold(label: str, value: float | int | None, low: float = 0, high: float = 1e12, unit: str = "") -> None:
+    """Raise ``ValueError`` unless an alarm threshold is within ``low`` and ``high`` (tokens pass)."""
+    check_range(label, value, low, high, unit)

@@ -16,7 +16,7 @@ from .profile import Profile
 class KeyUser(enum.Enum):
     """AWS services that may be let use a key through its key policy."""
 
-    #: SNS encrypting messages for an encrypted SQS subscription or DLQ.
+    #: SNS sending to an encrypted SQS subscription or DLQ: kms:GenerateDataKey and kms:Decrypt.
     SNS = "sns"
     #: EventBridge encrypting a bus, its archive and rules, and delivering to
     #: encrypted queues and DLQs.
@@ -31,7 +31,13 @@ class KeyUser(enum.Enum):
     LOGS = "logs"
 
 
-_SERVICE_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey*"]
+#: What a service needs to send to an SQS queue encrypted with the key (SNS to a subscription or its DLQ), as the SQS
+#: key-management page documents it for AWS services:
+#: https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-key-management.html#compatibility-with-aws-services
+SEND_KEY_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
+#: What CloudWatch needs to publish alarm notifications to an encrypted topic, as CloudWatch documents it
+#: (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/AlarmThatSendsEmail.html).
+_CLOUDWATCH_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey*"]
 # What EventBridge documents for buses, archives (which re-encrypt), pipes and
 # schedules; kms:DescribeKey, which it calls to check the key is symmetric,
 # gets its own statement without conditions, as AWS documents it.
@@ -89,8 +95,11 @@ class EncryptionKey(Construct):
             allow_service(self.key, user)
 
 
-def key_or_new(scope: Construct, encryption_key: kms.IKey | None, profile: Profile) -> kms.IKey:
-    """``encryption_key``, or a new rotating key named ``Key`` under ``scope``, removed per the profile."""
+def key_or_new(scope: Construct, encryption_key: EncryptionKey | kms.IKey | None, profile: Profile) -> kms.IKey:
+    """``encryption_key`` (an :class:`EncryptionKey` or any ``kms.IKey``), or a new rotating key named ``Key`` under ``scope``, removed per the profile."""
+    from ._interfaces import key_of
+
+    encryption_key = key_of(encryption_key)
     if encryption_key is not None:
         return encryption_key
     return kms.Key(
@@ -136,7 +145,11 @@ def allow_service(key: kms.IKey, user: KeyUser, *, source_arn: str | None = None
             conditions = {}
         statement = iam.PolicyStatement(
             principals=[iam.ServicePrincipal(f"{user.value}.amazonaws.com")],
-            actions=_EVENTBRIDGE_ACTIONS if user in (KeyUser.EVENTBRIDGE, KeyUser.SCHEDULER, KeyUser.PIPES) else _SERVICE_ACTIONS,
+            actions=_EVENTBRIDGE_ACTIONS
+            if user in (KeyUser.EVENTBRIDGE, KeyUser.SCHEDULER, KeyUser.PIPES)
+            else _CLOUDWATCH_ACTIONS
+            if user is KeyUser.CLOUDWATCH
+            else list(SEND_KEY_ACTIONS),
             resources=["*"],
             conditions=conditions or None,
         )

@@ -10,9 +10,10 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from ._tables import grant_key_for_items, secure_table
-from ._validation import check_range
+from ._validation import check_range, check_threshold
 from .encryption import key_or_new
 from .monitoring import dynamodb as dynamodb_monitoring
+from .monitoring._alarms import alarm_topic_for
 from .profile import Profile
 
 #: Partition and sort key names of the store.
@@ -36,11 +37,15 @@ class EventStore(Construct):
     :param conflict_alarm_threshold: lost version races in 5 minutes that raise
         the alarms added with :meth:`add_conflict_alarm`. Default: 10.
     :param encryption_key: Default: a new key with rotation.
-    :param alarm_topic: Default: no action.
+    :param throttles_alarm_threshold: throttled requests (reads + writes) in 5 minutes that raise the alarm. Default: 1 (any).
+    :param system_errors_alarm_threshold: system errors in 5 minutes that raise the alarm. Default: 1 (any).
+    :param alarm_topic: Default: no action (synth warns that nobody is notified).
     :param profile: Default: from context.
 
     Attributes: ``table``, ``key``, ``backup_plan`` (or None), ``alarms``.
     """
+
+    monitoring_label = "event store"
 
     def __init__(
         self,
@@ -50,11 +55,16 @@ class EventStore(Construct):
         stream_view: dynamodb.StreamViewType = dynamodb.StreamViewType.NEW_IMAGE,
         conflict_alarm_threshold: int = 10,
         encryption_key: kms.IKey | None = None,
+        throttles_alarm_threshold: int = 1,
+        system_errors_alarm_threshold: int = 1,
         alarm_topic: sns.ITopic | None = None,
         profile: Profile | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        alarm_topic = alarm_topic_for(self, alarm_topic)
         self.profile = profile or Profile.of(self)
+        check_threshold("throttles_alarm_threshold", throttles_alarm_threshold, 1)
+        check_threshold("system_errors_alarm_threshold", system_errors_alarm_threshold, 1)
         check_range("conflict_alarm_threshold", conflict_alarm_threshold, 1, 1_000_000)
         self.key: kms.IKey = key_or_new(self, encryption_key, self.profile)
         self.table, self.backup_plan = secure_table(
@@ -67,7 +77,9 @@ class EventStore(Construct):
             profile=self.profile,
         )
         self._alarm_topic, self._conflict_alarm_threshold = alarm_topic, conflict_alarm_threshold
-        self.alarms: list[cloudwatch.Alarm] = dynamodb_monitoring.alarms(self, self.table, alarm_topic)
+        self.alarms: list[cloudwatch.Alarm] = dynamodb_monitoring.alarms(
+            self, self.table, alarm_topic, throttles_threshold=throttles_alarm_threshold, system_errors_threshold=system_errors_alarm_threshold
+        )
 
     def add_conflict_alarm(self, construct_id: str, metric: cloudwatch.IMetric) -> cloudwatch.Alarm:
         """Alarm on a writer's count of lost version races (sum over 5 minutes >= ``conflict_alarm_threshold``).

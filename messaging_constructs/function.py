@@ -11,21 +11,22 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from . import _acknowledgements as ack
+from . import acknowledgements as ack
+from ._grants import grant_send_messages
 from ._iam import ManagedPolicyRole
-from ._validation import check_range, check_visibility_timeout, require
+from ._validation import check_range, check_threshold, require
 from .encryption import KeyUser, allow_service, key_or_new
 from .monitoring import lambda_function as lambda_monitoring
+from .monitoring._alarms import alarm_topic_for
 from .network import PrivateNetwork
 from .profile import Profile
-from .queue import SecureQueue
+from .queue import SecureQueue, dead_letter_queue_for
 
 #: The newest Python runtime that both Lambda and the pinned aws-cdk-lib know.
 RUNTIME = lambda_.Runtime.PYTHON_3_14
@@ -55,8 +56,15 @@ class HandlerFunction(Construct):
       its own log and X-Ray permissions plus whatever is granted to it;
     - X-Ray active tracing; Powertools service name and metrics namespace set;
     - asynchronous invocations retried twice then sent to a dead-letter
-      queue (a :class:`SecureQueue`) that alarms on any message;
+      queue (a terminal :class:`SecureQueue`, or yours) that alarms on any
+      message; the role may send to it (``sqs:SendMessage``, and
+      ``kms:GenerateDataKey`` and ``kms:Decrypt`` on its key);
     - alarms on errors and throttles.
+
+    It is an ``iam.IGrantable``; constructs that take a function take it or
+    any ``lambda_.IFunction``. To consume a queue, a topic of a Kafka cluster
+    or a broker queue, give it to :class:`QueueEventSource`,
+    :class:`KafkaEventSource` or :class:`MqEventSource` as ``consumer``.
 
     :param code_path: folder holding ``handler.py``. Required.
     :param service_name: Powertools service name (``POWERTOOLS_SERVICE_NAME``). Required.
@@ -70,6 +78,8 @@ class HandlerFunction(Construct):
     :param environment: extra environment variables. Default: none.
     :param encryption_key: encrypts the log group, the environment and the
         asynchronous DLQ. Default: a new key with rotation.
+    :param dead_letter_queue: where failed asynchronous invocations go, used as it
+        is. Default: a new terminal ``SecureQueue`` encrypted with ``encryption_key``.
     :param network: run in this network's private subnets, with a security
         group that may reach only HTTPS (the VPC endpoints). Default: none
         (outside a VPC); give one for the production profile.
@@ -78,12 +88,16 @@ class HandlerFunction(Construct):
         after Powertools and before ``layers``. Default: True.
     :param layers: further layers (client libraries...), after Powertools and the
         runtime layer; Lambda allows 5 layers in all. Default: none.
-    :param alarm_topic: where alarms notify. Default: no action.
+    :param errors_alarm_threshold: ``Errors`` in 5 minutes that raise the alarm. Default: 1 (any).
+    :param throttles_alarm_threshold: ``Throttles`` in 5 minutes that raise the alarm. Default: 1 (any).
+    :param alarm_topic: where alarms notify. Default: no action (synth warns that nobody is notified).
     :param profile: decides log retention, removal and reserved concurrency. Default: from context.
 
-    Attributes: ``function``, ``role``, ``log_group``, ``dead_letter_queue``,
-    ``security_group`` (or None), ``alarms``.
+    Attributes: ``function``, ``role``, ``key``, ``log_group``, ``dead_letter_queue`` (an ``sqs.IQueue``),
+    ``security_group`` (or None), ``timeout``, ``alarms``.
     """
+
+    monitoring_label = "function"
 
     def __init__(
         self,
@@ -104,11 +118,17 @@ class HandlerFunction(Construct):
         powertools_version: str = POWERTOOLS_VERSION,
         runtime_layer: bool = True,
         layers: Sequence[lambda_.ILayerVersion] = (),
+        dead_letter_queue: SecureQueue | sqs.IQueue | None = None,
+        errors_alarm_threshold: int = 1,
+        throttles_alarm_threshold: int = 1,
         alarm_topic: sns.ITopic | None = None,
         profile: Profile | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        alarm_topic = alarm_topic_for(self, alarm_topic)
         self.profile = profile or Profile.of(self)
+        check_threshold("errors_alarm_threshold", errors_alarm_threshold, 1)
+        check_threshold("throttles_alarm_threshold", throttles_alarm_threshold, 1)
         defaults = "Powertools and the runtime layer" if runtime_layer else "Powertools"
         room = MAX_LAYERS - (2 if runtime_layer else 1)
         require(
@@ -138,13 +158,9 @@ class HandlerFunction(Construct):
             description=f"Runs the {service_name} function",
         )
         self.role.add_to_principal_policy(iam.PolicyStatement(actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[self.log_group.log_group_arn]))
-        self.dead_letter_queue = SecureQueue(
-            self,
-            "AsyncDeadLetterQueue",
-            dead_letter_queue=False,
-            encryption_key=self.key,
-            alarm_topic=alarm_topic,
-            profile=self.profile,
+        # Function dead-letter queues are DLQs to AwsSolutions-SQS3: no acknowledgement (role=None).
+        self.dead_letter_queue, dead_letter_alarms = dead_letter_queue_for(
+            self, "AsyncDeadLetterQueue", dead_letter_queue, role=None, encryption_key=self.key, alarm_topic=alarm_topic, profile=self.profile
         )
         self.security_group: ec2.SecurityGroup | None = None
         vpc_options: dict = {}
@@ -193,7 +209,7 @@ class HandlerFunction(Construct):
                 **(environment or {}),
             },
             environment_encryption=self.key,
-            dead_letter_queue=self.dead_letter_queue.queue,
+            dead_letter_queue=self.dead_letter_queue,
             retry_attempts=2,
             **vpc_options,
         )
@@ -201,58 +217,24 @@ class HandlerFunction(Construct):
         # references (cfn-lint W3005); it need only wait for the policy.
         function_resource = self.function.node.default_child
         function_resource.add_override("DependsOn", [Stack.of(self).get_logical_id(self.role.policy.node.default_child)])
-        # Lambda encrypts failed asynchronous events for the DLQ with the role's credentials.
-        self.key.grant(self.role, "kms:GenerateDataKey", "kms:Decrypt")
-        self.alarms: list[cloudwatch.Alarm] = lambda_monitoring.alarms(self, self.function, alarm_topic) + self.dead_letter_queue.alarms
+        # Lambda sends failed asynchronous events to the DLQ, and encrypts them for it, with the role's credentials.
+        grant_send_messages(self.role, self.dead_letter_queue)
+        self.alarms: list[cloudwatch.Alarm] = (
+            lambda_monitoring.alarms(self, self.function, alarm_topic, errors_threshold=errors_alarm_threshold, throttles_threshold=throttles_alarm_threshold)
+            + dead_letter_alarms
+        )
 
-        ack.xray_wildcard(self.role)
-        ack.async_dead_letter_queue(self.function)
-        if network is None and not self.profile.is_production:
-            ack.function_outside_vpc(self.function)
-        if reserved_concurrent_executions is None and not self.profile.is_production:
-            ack.function_without_reserved_concurrency(self.function)
+        ack.aws_solutions_iam5_any_resource(self.role)
+        ack.serverless_lambda_async_failure_destination(self.function)
+        # A sandbox choice: the profile that runs functions in a VPC and reserves concurrency (production) acknowledges neither.
+        if network is None and not self.profile.functions_in_vpc:
+            ack.lambda_inside_vpc(self.function)
+        if reserved_concurrent_executions is None and self.profile.reserved_concurrency is None:
+            ack.lambda_concurrency(self.function)
 
     @property
     def timeout(self) -> Duration:
         return self.function.timeout or Duration.seconds(3)
-
-    def add_sqs_source(
-        self,
-        queue: SecureQueue | sqs.IQueue,
-        *,
-        batch_size: int = 10,
-        max_batching_window: Duration | None = None,
-        max_concurrency: int | None = None,
-    ) -> event_sources.SqsEventSource:
-        """Consume ``queue`` with partial batch responses (``ReportBatchItemFailures``).
-
-        :param batch_size: 1 to 10 for FIFO queues, 1 to 10,000 for standard
-            ones (above 10 a batching window is required). Default: 10.
-        :param max_batching_window: up to 5 minutes. Default: none.
-        :param max_concurrency: concurrent batches the source may invoke (2 to
-            1,000). Default: no limit but the function's reserved concurrency.
-        """
-        fifo = queue.fifo if isinstance(queue, SecureQueue) else bool(getattr(queue, "fifo", False))
-        check_range("batch_size", batch_size, 1, 10 if fifo else 10000)
-        require(
-            batch_size <= 10 or (max_batching_window is not None and max_batching_window.to_seconds() > 0),
-            f"batch_size above 10 needs a max_batching_window, got batch_size {batch_size} and no window",
-        )
-        if max_batching_window is not None:
-            check_range("max_batching_window", max_batching_window.to_seconds(), 0, 300, "s")
-        check_range("max_concurrency", max_concurrency, 2, 1000)
-        if isinstance(queue, SecureQueue):
-            check_visibility_timeout(queue.visibility_timeout, self.timeout)
-        source = event_sources.SqsEventSource(
-            queue.queue if isinstance(queue, SecureQueue) else queue,
-            batch_size=batch_size,
-            max_batching_window=max_batching_window,
-            max_concurrency=max_concurrency,
-            report_batch_item_failures=True,
-        )
-        self.function.add_event_source(source)
-        ack.sqs_event_source_destination(self.function)
-        return source
 
     # --- grants and metrics ---------------------------------------------------
 
@@ -278,4 +260,5 @@ class HandlerFunction(Construct):
         return lambda_monitoring.throttles(self.function, **options)
 
     def dashboard_widgets(self, title: str) -> list[cloudwatch.IWidget]:
+        """Widgets for a dashboard section: invocations, errors, throttles, duration (see :meth:`MonitoringDashboard.monitor`)."""
         return lambda_monitoring.widgets(title, self.function)

@@ -10,8 +10,10 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from ._tables import grant_key_for_items, secure_table
+from ._validation import check_threshold
 from .encryption import key_or_new
 from .monitoring import dynamodb as dynamodb_monitoring
+from .monitoring._alarms import alarm_topic_for
 from .profile import Profile
 
 
@@ -23,11 +25,15 @@ class IdempotencyTable(Construct):
     and is in a daily backup plan (35-day retention) whose vault uses the same key.
 
     :param encryption_key: Default: a new key with rotation.
-    :param alarm_topic: where the throttle and system-error alarms notify. Default: no action.
+    :param throttles_alarm_threshold: throttled requests (reads + writes) in 5 minutes that raise the alarm. Default: 1 (any).
+    :param system_errors_alarm_threshold: system errors in 5 minutes that raise the alarm. Default: 1 (any).
+    :param alarm_topic: where the throttle and system-error alarms notify. Default: no action (synth warns that nobody is notified).
     :param profile: Default: from context.
 
     Attributes: ``table``, ``key``, ``backup_plan`` (or None), ``alarms``.
     """
+
+    monitoring_label = "table"
 
     def __init__(
         self,
@@ -35,11 +41,16 @@ class IdempotencyTable(Construct):
         construct_id: str,
         *,
         encryption_key: kms.IKey | None = None,
+        throttles_alarm_threshold: int = 1,
+        system_errors_alarm_threshold: int = 1,
         alarm_topic: sns.ITopic | None = None,
         profile: Profile | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        alarm_topic = alarm_topic_for(self, alarm_topic)
         self.profile = profile or Profile.of(self)
+        check_threshold("throttles_alarm_threshold", throttles_alarm_threshold, 1)
+        check_threshold("system_errors_alarm_threshold", system_errors_alarm_threshold, 1)
         self.key: kms.IKey = key_or_new(self, encryption_key, self.profile)
         self.table, self.backup_plan = secure_table(
             self,
@@ -49,7 +60,9 @@ class IdempotencyTable(Construct):
             key=self.key,
             profile=self.profile,
         )
-        self.alarms: list[cloudwatch.Alarm] = dynamodb_monitoring.alarms(self, self.table, alarm_topic)
+        self.alarms: list[cloudwatch.Alarm] = dynamodb_monitoring.alarms(
+            self, self.table, alarm_topic, throttles_threshold=throttles_alarm_threshold, system_errors_threshold=system_errors_alarm_threshold
+        )
 
     def grant_idempotency(self, grantee: iam.IGrantable) -> iam.Grant:
         """What Powertools idempotency needs: dynamodb:GetItem, PutItem, UpdateItem, DeleteItem; kms:Decrypt, Encrypt, GenerateDataKey."""

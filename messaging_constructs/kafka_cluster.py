@@ -22,6 +22,7 @@ from ._naming import replaceable_name, subnet_identity
 from ._validation import check_duration_range, check_range, require
 from .encryption import KeyUser, allow_service, key_or_new
 from .monitoring import msk as msk_monitoring
+from .monitoring._alarms import alarm_topic_for
 from .network import PrivateNetwork, aws_api_service
 from .profile import Profile
 
@@ -30,12 +31,14 @@ IAM_TLS_PORT = 9098
 #: The Apache Kafka version of provisioned clusters (ZooKeeper metadata mode; MSK names
 #: the KRaft builds ``3.9.x.kraft``, which can be passed instead but not switched to later).
 DEFAULT_KAFKA_VERSION = "3.9.x"
-#: The smallest broker that keeps IAM auth and TLS: the sandbox's choice.
-SANDBOX_INSTANCE_TYPE = "kafka.t3.small"
-PRODUCTION_INSTANCE_TYPE = "kafka.m7g.large"
 DEFAULT_RETENTION = Duration.days(1)
-SANDBOX_VOLUME_GIB = 10
-PRODUCTION_VOLUME_GIB = 100
+#: What an event source mapping's network interfaces reach through interface endpoints:
+#: Lambda (to invoke), STS (to assume the function's role) and SQS (the on-failure queue).
+EVENT_SOURCE_ENDPOINTS = (
+    ec2.InterfaceVpcEndpointAwsService.LAMBDA_,
+    ec2.InterfaceVpcEndpointAwsService.STS,
+    ec2.InterfaceVpcEndpointAwsService.SQS,
+)
 _CLUSTER_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z-]{0,63}")
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 _CLUSTER_NAME_PATTERN = "letters, digits and hyphens, starting with a letter or digit, at most 64 characters"
@@ -55,22 +58,24 @@ class KafkaCluster(Construct):
 
     - IAM access control only (no unauthenticated or SCRAM access), on port
       9098 with TLS; nothing public;
-    - a security group that admits Kafka traffic only from itself (the
-      event source mappings' network interfaces use it) and from peers named
-      with :meth:`allow_client`, and reaches out only to itself and the
-      network's interface endpoints (HTTPS);
+    - a security group that admits Kafka traffic only from peers named with
+      :meth:`allow_client` and, once :meth:`allow_event_source_mappings` is
+      called (a :class:`KafkaEventSource` calls it), from itself (the event
+      source mappings' network interfaces use it), reaching out then only to
+      itself and the network's interface endpoints (HTTPS);
     - ``grant_produce``, ``grant_consume`` and ``grant_bootstrap_brokers``
       with ``kafka-cluster`` actions on the exact cluster, topic and group ARNs.
 
     Provisioned clusters (the default in both profiles) also get:
 
-    - brokers in every subnet of the network (``brokers_per_az`` each);
-      sandbox ``kafka.t3.small`` with 10 GiB, production ``kafka.m7g.large``
-      with 100 GiB of EBS per broker;
+    - brokers in every subnet of the network (``brokers_per_az`` each), of
+      the profile's ``kafka_instance_type`` with its ``kafka_volume_size`` of
+      EBS (sandbox ``kafka.t3.small`` with 10 GiB, production
+      ``kafka.m7g.large`` with 100 GiB);
     - encryption at rest with the CMK, TLS between clients and brokers and
       between brokers;
     - broker logs to a log group encrypted with the CMK;
-    - enhanced monitoring ``DEFAULT`` in sandbox, ``PER_BROKER`` in production;
+    - the profile's ``kafka_enhanced_monitoring`` (sandbox ``DEFAULT``, production ``PER_BROKER``);
     - a configuration that turns off topic auto-creation (topics come from
       :meth:`add_topic`) and sets replication to the broker count, up to 3;
     - alarms on each broker's CPU (user + system at or above 60% for 15
@@ -100,20 +105,23 @@ class KafkaCluster(Construct):
         construct path and a hash of the create-only properties, which changes
         when they do, so that the replacement goes through.
     :param kafka_version: provisioned only. Default: ``3.9.x``.
-    :param instance_type: provisioned only. Default: the profile's.
+    :param instance_type: provisioned only. Default: the profile's ``kafka_instance_type``.
     :param brokers_per_az: provisioned only (1 to 5). Default: 1.
-    :param volume_size: GiB per broker, provisioned only (1 to 16,384). Default: the profile's.
-    :param enhanced_monitoring: provisioned only. Default: the profile's.
+    :param volume_size: GiB per broker, provisioned only (1 to 16,384). Default: the profile's ``kafka_volume_size``.
+    :param enhanced_monitoring: provisioned only. Default: the profile's ``kafka_enhanced_monitoring``.
     :param encryption_key: encrypts data at rest and the broker logs. Default: a new key with rotation.
-    :param cpu_alarm_percent: Default: 60.
-    :param disk_alarm_percent: Default: 80.
-    :param alarm_topic: where alarms notify. Default: no action.
+    :param cpu_alarm_percent: a broker's CPU in use (user + system) that raises its alarm, for 15 minutes. Default: 60.
+    :param disk_alarm_percent: a broker's data-log disk use that raises its alarm. Default: 80.
+    :param alarm_topic: where alarms notify (the lag alarms of :meth:`add_lag_alarm` too).
+        Default: no action (synth warns that nobody is notified).
     :param profile: Default: from context.
 
     Attributes: ``cluster_arn``, ``cluster_name``, ``cluster_type``,
     ``security_group``, ``connections``, ``log_group`` (None for serverless),
-    ``broker_count`` (0 for serverless), ``alarms``.
+    ``broker_count`` (0 for serverless), ``network``, ``key``, ``alarms``.
     """
+
+    monitoring_label = "cluster"
 
     def __init__(
         self,
@@ -135,6 +143,7 @@ class KafkaCluster(Construct):
         profile: Profile | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        alarm_topic = alarm_topic_for(self, alarm_topic)
         self.profile = profile or Profile.of(self)
         self.network = network
         self.cluster_type = cluster_type or KafkaClusterType.PROVISIONED
@@ -153,10 +162,6 @@ class KafkaCluster(Construct):
             description="MSK cluster: Kafka over TLS with IAM auth from itself and named clients only",
         )
         self.connections = ec2.Connections(security_groups=[self.security_group], default_port=ec2.Port.tcp(IAM_TLS_PORT))
-        # The event source mappings' network interfaces share this group: they
-        # reach the brokers through it, and Lambda, STS and the on-failure
-        # destination through the interface endpoints.
-        network.admit_event_source_mappings(self.security_group, ec2.Port.tcp(IAM_TLS_PORT), "Kafka (IAM, TLS) within the cluster group")
 
         subnets = network.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED).subnets
         subnet_ids = [subnet.subnet_id for subnet in subnets]
@@ -195,10 +200,10 @@ class KafkaCluster(Construct):
             self.resource = self._provisioned(
                 subnet_ids,
                 kafka_version=kafka_version,
-                instance_type=instance_type or (PRODUCTION_INSTANCE_TYPE if self.profile.is_production else SANDBOX_INSTANCE_TYPE),
+                instance_type=instance_type or self.profile.kafka_instance_type,
                 brokers_per_az=brokers_per_az,
-                volume_size=volume_size or (PRODUCTION_VOLUME_GIB if self.profile.is_production else SANDBOX_VOLUME_GIB),
-                enhanced_monitoring=enhanced_monitoring or ("PER_BROKER" if self.profile.is_production else "DEFAULT"),
+                volume_size=volume_size or self.profile.kafka_volume_size,
+                enhanced_monitoring=enhanced_monitoring or self.profile.kafka_enhanced_monitoring,
             )
             self.alarms += msk_monitoring.broker_alarms(
                 self,
@@ -357,17 +362,23 @@ class KafkaCluster(Construct):
         """Connect to the cluster and describe it (every client needs this)."""
         return self._grant(grantee, ["kafka-cluster:Connect", "kafka-cluster:DescribeCluster"], [self.cluster_arn])
 
-    def grant_produce(self, grantee: iam.IGrantable, topic: str) -> None:
-        """Write to ``topic``, idempotently (the producers' ``enable.idempotence``)."""
-        self.grant_connect(grantee)
-        self._grant(grantee, ["kafka-cluster:WriteDataIdempotently"], [self.cluster_arn])
-        self._grant(grantee, ["kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"], [self.topic_arn(topic)])
+    def grant_produce(self, grantee: iam.IGrantable, topic: str) -> iam.Grant:
+        """Write to ``topic``, idempotently (the producers' ``enable.idempotence``): ``kafka-cluster:Connect``,
+        ``DescribeCluster`` and ``WriteDataIdempotently`` on the cluster; ``DescribeTopic`` and ``WriteData`` on the topic."""
+        return (
+            self.grant_connect(grantee)
+            .combine(self._grant(grantee, ["kafka-cluster:WriteDataIdempotently"], [self.cluster_arn]))
+            .combine(self._grant(grantee, ["kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"], [self.topic_arn(topic)]))
+        )
 
-    def grant_consume(self, grantee: iam.IGrantable, topic: str, group: str) -> None:
-        """Read ``topic`` as consumer group ``group``, committing offsets."""
-        self.grant_connect(grantee)
-        self._grant(grantee, ["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"], [self.topic_arn(topic)])
-        self._grant(grantee, ["kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"], [self.group_arn(group)])
+    def grant_consume(self, grantee: iam.IGrantable, topic: str, group: str) -> iam.Grant:
+        """Read ``topic`` as consumer group ``group``, committing offsets: ``kafka-cluster:Connect`` and ``DescribeCluster``
+        on the cluster; ``DescribeTopic`` and ``ReadData`` on the topic; ``AlterGroup`` and ``DescribeGroup`` on the group."""
+        return (
+            self.grant_connect(grantee)
+            .combine(self._grant(grantee, ["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"], [self.topic_arn(topic)]))
+            .combine(self._grant(grantee, ["kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"], [self.group_arn(group)]))
+        )
 
     def grant_bootstrap_brokers(self, grantee: iam.IGrantable) -> iam.Grant:
         """Look up the bootstrap broker string (``kafka:GetBootstrapBrokers``) and describe the cluster.
@@ -383,6 +394,18 @@ class KafkaCluster(Construct):
     def allow_client(self, peer: ec2.IConnectable, description: str = "Kafka client") -> None:
         """Let ``peer`` (a function's security group...) reach the brokers on 9098, and only there."""
         self.connections.allow_default_port_from(peer, f"{description}: Kafka over TLS with IAM auth")
+
+    def allow_event_source_mappings(self) -> None:
+        """Let Lambda's event source mappings reach the brokers. Idempotent; :class:`KafkaEventSource` calls it.
+
+        The mappings' network interfaces share the cluster's security group: they
+        reach the brokers through it on 9098, and Lambda, STS and the on-failure
+        queue's SQS through the network's interface endpoints, which this adds
+        when missing (see :meth:`PrivateNetwork.allow_event_source_mappings`).
+        """
+        self.network.allow_event_source_mappings(
+            self.security_group, ec2.Port.tcp(IAM_TLS_PORT), "Kafka (IAM, TLS) within the cluster group", services=EVENT_SOURCE_ENDPOINTS
+        )
 
     # --- metrics and alarms ----------------------------------------------------
 
@@ -416,7 +439,8 @@ class KafkaCluster(Construct):
         return alarm
 
     def dashboard_widgets(self, title: str) -> list[cloudwatch.IWidget]:
-        """Broker CPU, disk and throughput (provisioned); bytes in and out per topic (serverless, which has no broker metrics)."""
+        """A dashboard section (see :meth:`MonitoringDashboard.monitor`): broker CPU, disk and throughput (provisioned);
+        bytes in and out per topic (serverless, which has no broker metrics)."""
         if self.broker_count:
             return msk_monitoring.broker_widgets(title, self.cluster_name, self.broker_ids)
         return msk_monitoring.serverless_widgets(title, self.cluster_name)

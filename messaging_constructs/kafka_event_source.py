@@ -6,30 +6,25 @@ from dataclasses import dataclass
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_msk as msk
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from . import _acknowledgements as ack
-from ._iam import allow_event_source_network_interfaces
+from ._grants import QueueDestination
+from ._iam import grant_event_source_network_interfaces, policy_of
+from ._interfaces import function_key_of, function_of, role_of
 from ._validation import check_duration_range, check_range, require
 from .function import HandlerFunction
-from .kafka_cluster import KafkaCluster
+from .kafka_cluster import EVENT_SOURCE_ENDPOINTS, KafkaCluster
+from .monitoring._alarms import alarm_topic_for
 from .profile import Profile
-from .queue import SecureQueue, keyless_view
+from .queue import SecureQueue, dead_letter_queue_for
 
-#: What the mapping's network interfaces reach through interface endpoints:
-#: Lambda (to invoke), STS (to assume the function's role) and SQS (the on-failure queue).
-EVENT_SOURCE_ENDPOINTS = (
-    ec2.InterfaceVpcEndpointAwsService.LAMBDA_,
-    ec2.InterfaceVpcEndpointAwsService.STS,
-    ec2.InterfaceVpcEndpointAwsService.SQS,
-)
+__all__ = ["EVENT_SOURCE_ENDPOINTS", "KafkaEventSource", "ProvisionedPollers"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +42,10 @@ class ProvisionedPollers:
 class KafkaEventSource(Construct):
     """A Lambda event source mapping on a topic of an MSK cluster, with bounded retries and an on-failure queue.
 
+    One of the three consumers of this library, which all take the same shape,
+    ``(scope, id, *, consumer=<function>, <source>=..., batch_size=..., ...)``:
+    :class:`QueueEventSource`, :class:`KafkaEventSource`, :class:`MqEventSource`.
+
     - consumer group ``consumer_group`` (committed offsets survive a
       redeploy), starting at ``starting_position``;
     - batches of ``batch_size`` records, waiting at most ``max_batching_window``;
@@ -54,21 +53,25 @@ class KafkaEventSource(Construct):
       names the records that failed and only those are retried;
     - at most ``retry_attempts`` retries and records no older than
       ``max_record_age``; then the batch's metadata (topic, partition,
-      offsets) goes to the on-failure queue, a :class:`SecureQueue` with no
-      DLQ of its own that alarms on any message;
+      offsets) goes to the on-failure destination, ``dead_letter_queue`` (by
+      default a terminal :class:`SecureQueue` that alarms on any message);
     - provisioned event pollers (Lambda applies the retry, age and
       partial-batch controls to Kafka sources in provisioned mode only);
     - the function's role gets exactly what the mapping needs: the
       ``kafka-cluster`` read actions on the topic and group, the MSK
       describe and bootstrap actions on the cluster, the VPC describe and
       network-interface actions (which have no resource-level permissions),
-      and send on the on-failure queue with its key;
-    - the cluster's network gets the Lambda, STS and SQS interface
-      endpoints the mapping reaches from the cluster's subnets;
+      and send on the on-failure queue with its key (``sqs:SendMessage``;
+      ``kms:GenerateDataKey``, ``kms:Decrypt``);
+    - the cluster lets event source mappings in
+      (:meth:`KafkaCluster.allow_event_source_mappings`: its security group,
+      and the Lambda, STS and SQS interface endpoints);
     - an alarm when the group lags ``max_offset_lag`` records or more.
 
+    :param consumer: the function to invoke: a ``HandlerFunction``, or a
+        ``lambda_.IFunction`` whose role is known (a new function, or one imported
+        with ``Function.from_function_attributes(role=...)``). Required.
     :param cluster: Required.
-    :param consumer: the function to invoke. Required.
     :param topic: Required.
     :param consumer_group: Required (1 to 200 of ``[a-zA-Z0-9-/*:_+=.@]``).
     :param topic_resource: the topic's ``CfnTopic`` when the stack creates it; the mapping waits for it. Default: none.
@@ -80,21 +83,27 @@ class KafkaEventSource(Construct):
     :param bisect_batch_on_error: split a failing batch in two. Default: False (partial batch responses already isolate bad records).
     :param provisioned_pollers: Default: 1 to 2 pollers.
     :param max_offset_lag: lag alarm threshold in records. Default: 10,000.
-    :param on_failure_queue: Default: a new :class:`SecureQueue` encrypted with ``encryption_key``.
-    :param encryption_key: encrypts the new on-failure queue. Default: the consumer's key.
-    :param alarm_topic: Default: no action.
+    :param dead_letter_queue: the on-failure destination, used as it is (a
+        ``SecureQueue`` or any ``sqs.IQueue``). Default: a new terminal
+        ``SecureQueue`` (construct id ``OnFailureQueue``) encrypted with ``encryption_key``.
+    :param encryption_key: encrypts the new on-failure queue. Default: the
+        consumer's key (a ``HandlerFunction``), else a new key with rotation.
+    :param alarm_topic: the on-failure queue's alarms (the lag alarm notifies the
+        cluster's). Default: no action (synth warns that nobody is notified).
     :param profile: Default: from context.
 
-    Attributes: ``mapping``, ``on_failure_queue``, ``alarms``.
+    Attributes: ``mapping``, ``dead_letter_queue`` (an ``sqs.IQueue``), ``alarms``.
     """
+
+    monitoring_label = "consumer group"
 
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
+        consumer: HandlerFunction | lambda_.IFunction,
         cluster: KafkaCluster,
-        consumer: HandlerFunction,
         topic: str,
         consumer_group: str,
         topic_resource: msk.CfnTopic | None = None,
@@ -106,13 +115,15 @@ class KafkaEventSource(Construct):
         bisect_batch_on_error: bool = False,
         provisioned_pollers: ProvisionedPollers | None = None,
         max_offset_lag: int = 10_000,
-        on_failure_queue: SecureQueue | None = None,
+        dead_letter_queue: SecureQueue | sqs.IQueue | None = None,
         encryption_key: kms.IKey | None = None,
         alarm_topic: sns.ITopic | None = None,
         profile: Profile | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        alarm_topic = alarm_topic_for(self, alarm_topic)
         profile = profile or Profile.of(self)
+        function, role = function_of(consumer), role_of(consumer, "KafkaEventSource")
         max_batching_window = max_batching_window or Duration.seconds(1)
         max_record_age = max_record_age or Duration.hours(6)
         provisioned_pollers = provisioned_pollers or ProvisionedPollers()
@@ -134,17 +145,15 @@ class KafkaEventSource(Construct):
             f"consumer_group must be 1 to 200 of ASCII letters, digits and -/*_+=.@ (MSK publishes no lag metrics for other names), got {consumer_group!r}",
         )
 
-        self.on_failure_queue = on_failure_queue or SecureQueue(
+        self.dead_letter_queue, dead_letter_alarms = dead_letter_queue_for(
             self,
             "OnFailureQueue",
-            dead_letter_queue=False,
-            encryption_key=encryption_key or consumer.key,
+            dead_letter_queue,
+            role="on-failure destination of a Kafka event source mapping",
+            encryption_key=encryption_key or function_key_of(consumer),
             alarm_topic=alarm_topic,
             profile=profile,
         )
-        if on_failure_queue is None:
-            ack.dead_letter_destination(self.on_failure_queue.queue, "on-failure destination of a Kafka event source mapping")
-        role = consumer.role
         cluster.grant_consume(role, topic, consumer_group)
         role.add_to_principal_policy(
             iam.PolicyStatement(
@@ -153,13 +162,10 @@ class KafkaEventSource(Construct):
             )
         )
         # Lambda creates the mapping's network interfaces in the cluster's subnets with the function's role.
-        allow_event_source_network_interfaces(role)
-        if self.on_failure_queue.key is not None:
-            self.on_failure_queue.key.grant(role, "kms:GenerateDataKey", "kms:Decrypt")
-        for service in EVENT_SOURCE_ENDPOINTS:
-            cluster.network.ensure_interface_endpoint(service)
+        grant_event_source_network_interfaces(role)
+        cluster.allow_event_source_mappings()
 
-        self.mapping = consumer.function.add_event_source_mapping(
+        self.mapping = function.add_event_source_mapping(
             "KafkaSource",
             event_source_arn=cluster.cluster_arn,
             kafka_topic=topic,
@@ -172,22 +178,23 @@ class KafkaEventSource(Construct):
             bisect_batch_on_error=bisect_batch_on_error,
             report_batch_item_failures=True,
             provisioned_poller_config=lambda_.ProvisionedPollerConfig(minimum_pollers=provisioned_pollers.minimum, maximum_pollers=provisioned_pollers.maximum),
-            on_failure=event_sources.SqsDlq(keyless_view(self, "OnFailureQueueView", self.on_failure_queue.queue)),
+            on_failure=QueueDestination(self.dead_letter_queue),
         )
         # Lambda checks the role and the topic when the mapping is created.
-        self.mapping.node.add_dependency(role.policy)
+        self.mapping.node.add_dependency(policy_of(role))
         if topic_resource is not None:
             self.mapping.node.add_dependency(topic_resource)
         self.alarms: list[cloudwatch.Alarm] = [
             cluster.add_lag_alarm(f"{construct_id}LagAlarm", consumer_group, topic, max_offset_lag=max_offset_lag),
-            *self.on_failure_queue.alarms,
+            *dead_letter_alarms,
         ]
         self._cluster, self._topic, self._group = cluster, topic, consumer_group
 
     def dashboard_widgets(self, title: str) -> list[cloudwatch.IWidget]:
-        """The group's offset and time lag on the topic, and the on-failure queue."""
+        """A dashboard section (see :meth:`MonitoringDashboard.monitor`): the group's offset and time lag on the topic, and the on-failure queue."""
         from .monitoring import msk as msk_monitoring
+        from .monitoring import sqs as sqs_monitoring
 
-        return msk_monitoring.lag_widgets(title, self._cluster.cluster_name, self._group, self._topic) + self.on_failure_queue.dashboard_widgets(
-            f"{title} on-failure"
+        return msk_monitoring.lag_widgets(title, self._cluster.cluster_name, self._group, self._topic) + sqs_monitoring.widgets(
+            f"{title} on-failure", self.dead_letter_queue, None
         )

@@ -21,11 +21,12 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from . import _acknowledgements as ack
+from . import acknowledgements as ack
 from ._naming import replaceable_name, subnet_identity
-from ._validation import check_range, require
+from ._validation import check_range, check_threshold, require
 from .encryption import key_or_new
 from .monitoring import mq as mq_monitoring
+from .monitoring._alarms import alarm_topic_for
 from .network import PrivateNetwork
 from .profile import Profile
 from .service_log_groups import ServiceLogGroups
@@ -54,9 +55,6 @@ class BrokerEngine(enum.Enum):
         return 5671 if self is BrokerEngine.RABBITMQ else 61617
 
 
-#: The smallest broker, single-instance only: the sandbox's choice.
-SANDBOX_INSTANCE_TYPE = "mq.t3.micro"
-PRODUCTION_INSTANCE_TYPE = "mq.m5.large"
 #: Memory of each instance type, for the RabbitMQ memory alarm (RabbitMQ's high watermark is 40% of it by default).
 INSTANCE_MEMORY_GIB = {"mq.t3.micro": 1, "mq.m5.large": 8, "mq.m5.xlarge": 16, "mq.m5.2xlarge": 32, "mq.m5.4xlarge": 64}
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,50}")
@@ -98,13 +96,17 @@ class MessageBroker(Construct):
       CMK and, in sandbox, deletes them with the stack;
     - automatic minor version upgrades in a weekly maintenance window
       (Sunday 03:00 UTC by default);
-    - sandbox: a single ``mq.t3.micro`` instance; production: ``mq.m5.large``
-      as a 3-node RabbitMQ cluster or an ActiveMQ active/standby pair across AZs;
+    - the profile's ``mq_instance_type`` and ``mq_multi_az``: sandbox a single
+      ``mq.t3.micro`` instance; production ``mq.m5.large`` as a 3-node RabbitMQ
+      cluster or an ActiveMQ active/standby pair across AZs;
     - ActiveMQ: a configuration that gives every queue its own dead-letter
       queue ``DLQ.<queue>``, so poison messages are kept per queue;
-    - alarms on CPU, memory (RabbitMQ node memory or ActiveMQ JVM heap),
-      storage (RabbitMQ free disk or ActiveMQ store use) and connections;
-      :meth:`add_queue_alarm` adds queue-depth alarms.
+    - alarms, each for 15 minutes, on CPU (``cpu_alarm_percent``), memory
+      (``memory_alarm_percent``: RabbitMQ node memory as a share of its high
+      watermark, ActiveMQ JVM heap), storage (RabbitMQ free disk below
+      ``disk_free_alarm_gib``, ActiveMQ store use at ``storage_alarm_percent``)
+      and connections (``max_connections``); :meth:`add_queue_alarm` adds
+      queue-depth alarms.
 
     Teardown: the broker, its configuration and its users' secrets are
     deleted with the stack in both profiles; the key follows the profile. A
@@ -118,7 +120,10 @@ class MessageBroker(Construct):
     :param engine: ``RABBITMQ`` or ``ACTIVEMQ``. Required.
     :param network: Required.
     :param engine_version: Default: ``3.13`` for RabbitMQ, ``5.18`` for ActiveMQ.
-    :param instance_type: Default: the profile's.
+    :param instance_type: Default: the profile's ``mq_instance_type`` (sandbox ``mq.t3.micro``, production ``mq.m5.large``).
+    :param multi_az: across availability zones (a RabbitMQ cluster on every
+        subnet, an ActiveMQ active/standby pair) rather than a single instance.
+        Default: the profile's ``mq_multi_az`` (sandbox no, production yes).
     :param broker_name: a fixed name (at most 50 characters). CloudFormation
         cannot replace a broker whose name stays the same, so a change to a
         create-only property (deployment mode, subnets, encryption) then fails.
@@ -128,15 +133,28 @@ class MessageBroker(Construct):
     :param application_username: Default: ``app``.
     :param maintenance_day: Default: ``SUNDAY``.
     :param maintenance_time: ``HH:MM`` UTC. Default: ``03:00``.
-    :param max_connections: connection-count alarm threshold. Default: 100.
+    :param max_connections: connections that raise the connection alarm. Default: 100.
+    :param cpu_alarm_percent: CPU use (RabbitMQ: of the busiest node) that raises its alarm. Default: 80.
+    :param memory_alarm_percent: RabbitMQ: a node's memory as a percentage of its
+        high watermark (40% of the instance's memory), at which RabbitMQ blocks
+        publishers; ActiveMQ: JVM heap use. Default: 80.
+    :param storage_alarm_percent: ActiveMQ: message store use (at 100% the broker refuses messages). Default: 80.
+    :param disk_free_alarm_gib: RabbitMQ: free disk of the fullest node below which its alarm fires. Default: 4 GiB.
     :param encryption_key: the secrets, and data at rest on ActiveMQ. Default: a new key with rotation.
-    :param alarm_topic: Default: no action.
+    :param alarm_topic: where alarms notify (the queue alarms of :meth:`add_queue_alarm` and
+        :class:`MqEventSource` too). Default: no action (synth warns that nobody is notified).
     :param profile: Default: from context.
 
     Attributes: ``broker`` (the ``CfnBroker``), ``broker_arn``,
     ``broker_name``, ``engine``, ``security_group``, ``connections``,
-    ``admin``, ``application`` (:class:`BrokerUser`), ``log_groups`` (:class:`ServiceLogGroups`), ``alarms``.
+    ``admin``, ``application`` (:class:`BrokerUser`), ``log_groups`` (:class:`ServiceLogGroups`),
+    ``deployment_mode``, ``instances``, ``network``, ``key``, ``alarms``.
     """
+
+    @property
+    def monitoring_label(self) -> str:
+        """``broker (RabbitMQ)`` or ``broker (ActiveMQ)``, for :meth:`MonitoringDashboard.monitor`."""
+        return f"broker ({'RabbitMQ' if self.engine is BrokerEngine.RABBITMQ else 'ActiveMQ'})"
 
     def __init__(
         self,
@@ -147,17 +165,23 @@ class MessageBroker(Construct):
         network: PrivateNetwork,
         engine_version: str | None = None,
         instance_type: str | None = None,
+        multi_az: bool | None = None,
         broker_name: str | None = None,
         admin_username: str = "admin",
         application_username: str = "app",
         maintenance_day: str = "SUNDAY",
         maintenance_time: str = "03:00",
         max_connections: int = 100,
+        cpu_alarm_percent: float = 80,
+        memory_alarm_percent: float = 80,
+        storage_alarm_percent: float = 80,
+        disk_free_alarm_gib: float = 4,
         encryption_key: kms.IKey | None = None,
         alarm_topic: sns.ITopic | None = None,
         profile: Profile | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        alarm_topic = alarm_topic_for(self, alarm_topic)
         self.profile = profile or Profile.of(self)
         self.engine = engine
         self.network = network
@@ -176,11 +200,18 @@ class MessageBroker(Construct):
         )
         require(bool(re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", maintenance_time)), f"maintenance_time must be HH:MM, got {maintenance_time!r}")
         check_range("max_connections", max_connections, 1, 100000)
-        instance_type = instance_type or (PRODUCTION_INSTANCE_TYPE if self.profile.is_production else SANDBOX_INSTANCE_TYPE)
+        for label, percent in (
+            ("cpu_alarm_percent", cpu_alarm_percent),
+            ("memory_alarm_percent", memory_alarm_percent),
+            ("storage_alarm_percent", storage_alarm_percent),
+        ):
+            check_threshold(label, percent, 1, 100, "%")
+        check_threshold("disk_free_alarm_gib", disk_free_alarm_gib, 0.1, 16384, "GiB")
+        instance_type = instance_type or self.profile.mq_instance_type
         require(instance_type.startswith("mq."), f"instance_type must be an Amazon MQ type such as mq.m5.large, got {instance_type!r}")
         self.key: kms.IKey = key_or_new(self, encryption_key, self.profile)
 
-        if self.profile.is_production:
+        if self.profile.mq_multi_az if multi_az is None else multi_az:
             deployment_mode = "CLUSTER_MULTI_AZ" if engine is BrokerEngine.RABBITMQ else "ACTIVE_STANDBY_MULTI_AZ"
         else:
             deployment_mode = "SINGLE_INSTANCE"
@@ -292,9 +323,9 @@ class MessageBroker(Construct):
                 self,
                 self.broker_name,
                 self.instances,
-                cpu_percent=80,
-                heap_percent=80,
-                store_percent=80,
+                cpu_percent=cpu_alarm_percent,
+                heap_percent=memory_alarm_percent,
+                store_percent=storage_alarm_percent,
                 max_connections=max_connections,
                 alarm_topic=alarm_topic,
             )
@@ -304,15 +335,15 @@ class MessageBroker(Construct):
             self.alarms = mq_monitoring.rabbitmq_alarms(
                 self,
                 self.broker_name,
-                cpu_percent=80,
-                memory_bytes=0.8 * 0.4 * memory * 2**30,
-                disk_free_bytes=4 * 2**30,
+                cpu_percent=cpu_alarm_percent,
+                # RabbitMQ's memory high watermark is 40% of the instance's memory.
+                memory_bytes=memory_alarm_percent / 100 * 0.4 * memory * 2**30,
+                disk_free_bytes=disk_free_alarm_gib * 2**30,
                 max_connections=max_connections,
                 alarm_topic=alarm_topic,
             )
         self._queues: list[str] = []
-        self._event_source_rules_added = False
-        ack.broker_secrets_without_rotation([self.admin.secret, self.application.secret])
+        ack.secrets_manager_rotation_enabled([self.admin.secret, self.application.secret])
 
     def _user(self, construct_id: str, username: str, role: str) -> BrokerUser:
         secret = secretsmanager.Secret(
@@ -374,12 +405,14 @@ class MessageBroker(Construct):
             self.connections.allow_from(peer, ec2.Port.tcp(ports[protocol]), f"{description}: {protocol} over TLS")
 
     def allow_event_source_mappings(self) -> None:
-        """What Lambda's event source mappings need: their network interfaces share the broker's security group,
-        reach the broker through it and Lambda, STS and Secrets Manager through the network's interface endpoints."""
-        if self._event_source_rules_added:
-            return
-        self._event_source_rules_added = True
-        self.network.admit_event_source_mappings(
+        """Let Lambda's event source mappings reach the broker. Idempotent; :class:`MqEventSource` calls it.
+
+        Their network interfaces share the broker's security group: they reach the
+        broker through it, and Lambda, STS and Secrets Manager through the network's
+        interface endpoints, which this adds when missing (see
+        :meth:`PrivateNetwork.allow_event_source_mappings`).
+        """
+        self.network.allow_event_source_mappings(
             self.security_group,
             ec2.Port.tcp(self.engine.event_source_port),
             "Event source mappings within the broker group",
@@ -443,6 +476,7 @@ class MessageBroker(Construct):
         return alarm
 
     def dashboard_widgets(self, title: str, virtual_host: str = "/") -> list[cloudwatch.IWidget]:
+        """A dashboard section (see :meth:`MonitoringDashboard.monitor`): CPU and heap, connections, depth of the alarmed queues."""
         return mq_monitoring.widgets(title, self.engine.value, self.broker_name, self.instances, self._queues, virtual_host)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Aws, CfnResource, Stack
+from aws_cdk import Aws, CfnResource, Names, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -94,6 +94,7 @@ class PrivateNetwork(Construct):
                 traffic_type=ec2.FlowLogTrafficType.ALL,
             )
         self.vpc: ec2.IVpc = vpc
+        self._event_source_groups: set[tuple[str, str]] = set()
         self.interface_endpoints: dict[str, ec2.InterfaceVpcEndpoint] = {}
         self.endpoint_security_group = ec2.SecurityGroup(
             self,
@@ -141,24 +142,34 @@ class PrivateNetwork(Construct):
         """Admit ``peer`` to the interface endpoints on HTTPS (443)."""
         self.endpoint_security_group.connections.allow_from(peer, ec2.Port.tcp(443), "HTTPS to VPC endpoints")
 
-    def admit_event_source_mappings(
+    def allow_event_source_mappings(
         self,
         group: ec2.SecurityGroup,
         port: ec2.Port,
         description: str,
         services: Sequence[ec2.InterfaceVpcEndpointAwsService] = (),
     ) -> None:
-        """Ready a broker's ``group`` for Lambda event source mappings, whose network interfaces share it.
+        """Let Lambda's event source mappings reach a broker or cluster whose security group is ``group``.
 
-        They reach the broker through the group itself on ``port`` and Lambda, STS and the like
-        through the interface endpoints on HTTPS; ``services`` are the endpoints they need (added once).
+        The mappings' network interfaces share the group: they reach the broker
+        through the group itself on ``port``, and Lambda, STS and the like through
+        the interface endpoints on HTTPS; ``services`` are the endpoints they need.
+        Idempotent: the rules are added once per group and port, each endpoint once.
+        The broker and cluster constructs call this from their own
+        ``allow_event_source_mappings()``, which the consumer constructs call; the
+        function role's network-interface actions are a separate grant
+        (``grant_event_source_network_interfaces``).
         """
+        for service in services:
+            self.ensure_interface_endpoint(service)
+        done = (Names.node_unique_id(group.node), port.to_string())
+        if done in self._event_source_groups:
+            return
+        self._event_source_groups.add(done)
         group.add_ingress_rule(group, port, description)
         group.add_egress_rule(group, port, description)
         group.add_egress_rule(self.endpoint_security_group, ec2.Port.tcp(443), "HTTPS to the VPC interface endpoints")
         self.allow_endpoint_access(group)
-        for service in services:
-            self.ensure_interface_endpoint(service)
 
     def function_security_group(self, scope: Construct, construct_id: str) -> ec2.SecurityGroup:
         """A security group with no inbound rules and outbound HTTPS only, admitted to the interface endpoints."""

@@ -12,18 +12,20 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from . import _acknowledgements as ack
+from ._grants import QueueDestination
 from ._tables import grant_key_for_items, secure_table
-from ._validation import check_duration_range, check_range
+from ._validation import check_duration_range, check_range, check_threshold
 from .encryption import key_or_new
 from .event_store import EventStore
 from .function import DEFAULT_TIMEOUT, HandlerFunction
 from .monitoring import lambda_function as lambda_monitoring
+from .monitoring._alarms import alarm_topic_for
 from .network import PrivateNetwork
 from .profile import Profile
-from .queue import SecureQueue, keyless_view
+from .queue import SecureQueue, dead_letter_queue_for
 
 #: Only new events reach the handler: inserts whose item has ``kind = event`` (not snapshots).
 NEW_EVENTS = {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"kind": {"S": ["event"]}}}}
@@ -36,6 +38,12 @@ DEFAULT_READ_MODEL_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:
 class Projection(Construct):
     """A read model kept by a Lambda function from an :class:`EventStore`'s stream.
 
+    Not one of the consumer constructs (:class:`QueueEventSource`,
+    :class:`KafkaEventSource`, :class:`MqEventSource`, which take a
+    ``consumer`` function you made): a projection is a read model, and it owns
+    its function, its table and its stream mapping, so that what the function
+    may touch (its own read model, nothing else) is decided here.
+
     - the read-model table (partition key ``read_model_key``), on demand,
       CMK, point-in-time recovery, backed up and protected in production;
     - a :class:`HandlerFunction` (``READ_MODEL_TABLE`` in its environment)
@@ -44,8 +52,9 @@ class Projection(Construct):
       events (``filters``), reports partial batch failures, bisects a failing
       batch, retries ``retry_attempts`` times, gives up on records older than
       ``max_record_age``, and then sends a description of the failed batch to
-      a dead-letter queue (the events themselves stay in the store and can be
-      re-projected by a rebuild);
+      a dead-letter queue (``sqs:SendMessage`` and the key's
+      ``kms:GenerateDataKey`` and ``kms:Decrypt``; the events themselves stay
+      in the store and can be re-projected by a rebuild);
     - alarms on the function's errors and throttles, on the DLQ, and on the
       iterator age (how far behind the stream the projection is).
 
@@ -64,16 +73,24 @@ class Projection(Construct):
     :param max_record_age: 1 minute to 7 days. Default: 1 hour.
     :param starting_position: Default: ``TRIM_HORIZON`` (project what the stream still holds).
     :param iterator_age_threshold: Default: 1 minute, for 3 minutes in a row.
+    :param destination_failures_alarm_threshold: ``DestinationDeliveryFailures`` (failure
+        records that could not reach the DLQ) in 5 minutes that raise the alarm. Default: 1 (any).
+    :param errors_alarm_threshold: the function's (and the rebuild's) ``Errors`` in 5 minutes. Default: 1 (any).
+    :param throttles_alarm_threshold: the function's (and the rebuild's) ``Throttles`` in 5 minutes. Default: 1 (any).
     :param timeout: Default: 30 seconds.
     :param environment: extra environment variables. Default: none.
     :param network: Default: none (outside a VPC).
     :param encryption_key: Default: a new key with rotation.
-    :param alarm_topic: Default: no action.
+    :param dead_letter_queue: the on-failure destination, used as it is. Default: a new
+        terminal ``SecureQueue`` encrypted with ``encryption_key``.
+    :param alarm_topic: Default: no action (synth warns that nobody is notified).
     :param profile: Default: from context.
 
-    Attributes: ``read_model``, ``handler`` (the HandlerFunction), ``dead_letter_queue``, ``event_source``,
+    Attributes: ``read_model``, ``handler`` (the HandlerFunction), ``dead_letter_queue`` (an ``sqs.IQueue``), ``event_source``,
     ``rebuild_table`` (after :meth:`add_rebuild`), ``alarms``.
     """
+
+    monitoring_label = "projection"
 
     def __init__(
         self,
@@ -93,15 +110,21 @@ class Projection(Construct):
         max_record_age: Duration = DEFAULT_MAX_RECORD_AGE,
         starting_position: lambda_.StartingPosition = lambda_.StartingPosition.TRIM_HORIZON,
         iterator_age_threshold: Duration = DEFAULT_ITERATOR_AGE_THRESHOLD,
+        destination_failures_alarm_threshold: int = 1,
+        errors_alarm_threshold: int = 1,
+        throttles_alarm_threshold: int = 1,
         timeout: Duration = DEFAULT_TIMEOUT,
         environment: Mapping[str, str] | None = None,
         network: PrivateNetwork | None = None,
         encryption_key: kms.IKey | None = None,
+        dead_letter_queue: SecureQueue | sqs.IQueue | None = None,
         alarm_topic: sns.ITopic | None = None,
         profile: Profile | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        alarm_topic = alarm_topic_for(self, alarm_topic)
         self.profile = profile or Profile.of(self)
+        check_threshold("destination_failures_alarm_threshold", destination_failures_alarm_threshold, 1)
         check_range("batch_size", batch_size, 1, 10000)
         check_range("parallelization_factor", parallelization_factor, 1, 10)
         check_range("retry_attempts", retry_attempts, 0, 10000)
@@ -111,6 +134,7 @@ class Projection(Construct):
         self._key, self._alarm_topic, self._network = key, alarm_topic, network
         self._event_store, self._code_path, self._service_name = event_store, code_path, service_name
         self._read_model_key, self._read_model_actions = read_model_key, tuple(read_model_actions)
+        self._function_thresholds = dict(errors_alarm_threshold=errors_alarm_threshold, throttles_alarm_threshold=throttles_alarm_threshold)
         self.rebuild_table: dynamodb.Table | None = None
 
         self.read_model, _ = secure_table(
@@ -129,15 +153,15 @@ class Projection(Construct):
             timeout=timeout,
             environment={"READ_MODEL_TABLE": self.read_model.table_name, **(environment or {})},
             network=network,
+            **self._function_thresholds,
             **common,
         )
         self.read_model.grant(self.handler, *read_model_actions)
         grant_key_for_items(key, self.handler)
 
-        self.dead_letter_queue = SecureQueue(self, "DeadLetterQueue", dead_letter_queue=False, **common)
-        ack.dead_letter_destination(self.dead_letter_queue.queue, "on-failure destination of a DynamoDB stream event source mapping")
-        view = keyless_view(self, "DeadLetterTarget", self.dead_letter_queue.queue)
-        key.grant(self.handler, "kms:GenerateDataKey", "kms:Decrypt")
+        self.dead_letter_queue, dead_letter_alarms = dead_letter_queue_for(
+            self, "DeadLetterQueue", dead_letter_queue, role="on-failure destination of a DynamoDB stream event source mapping", **common
+        )
 
         self.event_source = event_sources.DynamoEventSource(
             event_store.table,
@@ -148,16 +172,16 @@ class Projection(Construct):
             max_record_age=max_record_age,
             parallelization_factor=parallelization_factor,
             report_batch_item_failures=True,
-            on_failure=event_sources.SqsDlq(view),
+            on_failure=QueueDestination(self.dead_letter_queue),
             filters=[lambda_.FilterCriteria.filter(dict(filters))],
         )
         self.handler.function.add_event_source(self.event_source)
         self.alarms: list[cloudwatch.Alarm] = (
             self.handler.alarms
-            + self.dead_letter_queue.alarms
+            + dead_letter_alarms
             + [
                 lambda_monitoring.iterator_age_alarm(self, self.handler.function, iterator_age_threshold, alarm_topic),
-                lambda_monitoring.destination_delivery_failures_alarm(self, self.handler.function, alarm_topic),
+                lambda_monitoring.destination_delivery_failures_alarm(self, self.handler.function, alarm_topic, destination_failures_alarm_threshold),
             ]
         )
 
@@ -195,6 +219,7 @@ class Projection(Construct):
             encryption_key=self._key,
             alarm_topic=self._alarm_topic,
             profile=self.profile,
+            **self._function_thresholds,
         )
         self._event_store.grant_scan(rebuild)
         self.rebuild_table.grant(rebuild, *self._read_model_actions)
@@ -210,6 +235,7 @@ class Projection(Construct):
         return lambda_monitoring.iterator_age(self.handler.function, **options)
 
     def dashboard_widgets(self, title: str) -> list[cloudwatch.IWidget]:
+        """A dashboard section (see :meth:`MonitoringDashboard.monitor`): the function's widgets and the iterator age."""
         return self.handler.dashboard_widgets(title) + [
             cloudwatch.GraphWidget(title=f"{title}: iterator age (ms)", left=[self.metric_iterator_age()], width=24)
         ]

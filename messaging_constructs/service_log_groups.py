@@ -12,7 +12,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from . import _acknowledgements as ack
+from . import acknowledgements as ack
 from .encryption import KeyUser, allow_service, key_or_new
 from .function import HandlerFunction
 from .network import PrivateNetwork
@@ -77,7 +77,7 @@ class ServiceLogGroups(Construct):
                 resources=[*arns, *(f"{arn}:*" for arn in arns)],
             )
         )
-        ack.log_group_arn_suffix(self.handler.role.policy, arns)
+        ack.aws_solutions_iam5_log_group_arn_suffix(self.handler.role.policy, arns)
         self.resources: list[CustomResource] = []
         for index, name in enumerate(log_group_names):
             resource = CustomResource(

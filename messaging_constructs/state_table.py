@@ -10,9 +10,10 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from ._tables import grant_key_for_items, secure_table
-from ._validation import require
+from ._validation import check_threshold, require
 from .encryption import key_or_new
 from .monitoring import dynamodb as dynamodb_monitoring
+from .monitoring._alarms import alarm_topic_for
 from .profile import Profile
 
 #: Item actions a grant may name; table-level and wildcard actions are never granted.
@@ -40,11 +41,15 @@ class StateTable(Construct):
     :param partition_key: the partition key's name (a string attribute). Required.
     :param sort_key: a string sort key's name. Default: none.
     :param encryption_key: Default: a new key with rotation.
-    :param alarm_topic: Default: no action.
+    :param throttles_alarm_threshold: throttled requests (reads + writes) in 5 minutes that raise the alarm. Default: 1 (any).
+    :param system_errors_alarm_threshold: system errors in 5 minutes that raise the alarm. Default: 1 (any).
+    :param alarm_topic: Default: no action (synth warns that nobody is notified).
     :param profile: Default: from context.
 
     Attributes: ``table``, ``key``, ``backup_plan`` (or None), ``alarms``.
     """
+
+    monitoring_label = "table"
 
     def __init__(
         self,
@@ -54,11 +59,16 @@ class StateTable(Construct):
         partition_key: str,
         sort_key: str | None = None,
         encryption_key: kms.IKey | None = None,
+        throttles_alarm_threshold: int = 1,
+        system_errors_alarm_threshold: int = 1,
         alarm_topic: sns.ITopic | None = None,
         profile: Profile | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        alarm_topic = alarm_topic_for(self, alarm_topic)
         self.profile = profile or Profile.of(self)
+        check_threshold("throttles_alarm_threshold", throttles_alarm_threshold, 1)
+        check_threshold("system_errors_alarm_threshold", system_errors_alarm_threshold, 1)
         self.key: kms.IKey = key_or_new(self, encryption_key, self.profile)
         self.table, self.backup_plan = secure_table(
             self,
@@ -68,7 +78,9 @@ class StateTable(Construct):
             key=self.key,
             profile=self.profile,
         )
-        self.alarms: list[cloudwatch.Alarm] = dynamodb_monitoring.alarms(self, self.table, alarm_topic)
+        self.alarms: list[cloudwatch.Alarm] = dynamodb_monitoring.alarms(
+            self, self.table, alarm_topic, throttles_threshold=throttles_alarm_threshold, system_errors_threshold=system_errors_alarm_threshold
+        )
 
     def grant_items(self, grantee: iam.IGrantable, *actions: str) -> iam.Grant:
         """The item ``actions`` named (e.g. ``dynamodb:UpdateItem``) on this table, with the key actions items need."""

@@ -13,13 +13,16 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from . import _acknowledgements as ack
+from . import acknowledgements as ack
+from ._grants import allow_service_to_send
 from ._iam import ManagedPolicyRole
-from ._validation import check_range, require
+from ._interfaces import fifo_of, queue_of
+from ._validation import check_range, check_threshold, require
 from .encryption import KeyUser, allow_service, key_or_new
 from .monitoring import sns as sns_monitoring
+from .monitoring._alarms import alarm_topic_for
 from .profile import Profile
-from .queue import SecureQueue
+from .queue import SecureQueue, dead_letter_queue_for
 
 #: Protocols for which SNS writes delivery-status logs.
 DELIVERY_LOGGING_PROTOCOLS = (
@@ -37,8 +40,8 @@ class SecureTopic(Construct):
     """An SNS topic (standard or FIFO) that is encrypted, TLS-only and failure-aware.
 
     Every subscription made with :meth:`subscribe_queue` gets its own
-    dead-letter queue (a :class:`SecureQueue` of the topic's type that alarms
-    on any message). Delivery status for every protocol that supports it is
+    dead-letter queue (a terminal :class:`SecureQueue` of the topic's type that
+    alarms on any message), unless you pass one. Delivery status for every protocol that supports it is
     logged to two log groups that this construct owns (encrypted, with
     retention): ``sns/<region>/<account>/<topic>`` for successes (sampled) and
     ``.../Failure`` for failures. An alarm fires on any failed notification.
@@ -54,12 +57,16 @@ class SecureTopic(Construct):
     :param delivery_logging: log delivery status. Default: True.
     :param success_sample_rate: percentage of successful deliveries logged (0
         to 100). Default: 0 (failures only).
-    :param alarm_topic: where alarms notify. Default: no action.
+    :param failed_notifications_alarm_threshold: failed deliveries
+        (``NumberOfNotificationsFailed``, sum over 5 minutes) that raise the alarm. Default: 1 (any).
+    :param alarm_topic: where alarms notify. Default: no action (synth warns that nobody is notified).
     :param profile: decides removal policies and log retention. Default: from context.
 
-    Attributes: ``topic``, ``key``, ``delivery_log_groups``,
-    ``subscription_dead_letter_queues``, ``alarms``.
+    Attributes: ``topic``, ``key``, ``fifo``, ``delivery_log_groups``,
+    ``subscription_dead_letter_queues`` (``sqs.IQueue``, one per subscription), ``alarms``.
     """
+
+    monitoring_label = "topic"
 
     def __init__(
         self,
@@ -74,11 +81,14 @@ class SecureTopic(Construct):
         display_name: str | None = None,
         delivery_logging: bool = True,
         success_sample_rate: int = 0,
+        failed_notifications_alarm_threshold: int = 1,
         alarm_topic: sns.ITopic | None = None,
         profile: Profile | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        alarm_topic = alarm_topic_for(self, alarm_topic)
         self.profile = profile or Profile.of(self)
+        check_threshold("failed_notifications_alarm_threshold", failed_notifications_alarm_threshold, 1)
         require(fifo or not content_based_deduplication, "content_based_deduplication needs fifo=True")
         require(fifo or not high_throughput, "high_throughput needs fifo=True")
         check_range("success_sample_rate", success_sample_rate, 0, 100, "%")
@@ -103,8 +113,8 @@ class SecureTopic(Construct):
         self.delivery_log_groups: list[logs.LogGroup] = []
         if delivery_logging:
             self._log_delivery_status(success_sample_rate)
-        self.subscription_dead_letter_queues: list[SecureQueue] = []
-        self.alarms: list[cloudwatch.Alarm] = [sns_monitoring.failed_notifications_alarm(self, self.topic, alarm_topic)]
+        self.subscription_dead_letter_queues: list[sqs.IQueue] = []
+        self.alarms: list[cloudwatch.Alarm] = [sns_monitoring.failed_notifications_alarm(self, self.topic, alarm_topic, failed_notifications_alarm_threshold)]
 
     def _log_delivery_status(self, success_sample_rate: int) -> None:
         stack = Stack.of(self)
@@ -142,7 +152,7 @@ class SecureTopic(Construct):
                 ],
             )
         )
-        ack.delivery_log_streams(role.policy, self.topic)
+        ack.aws_solutions_iam5_sns_delivery_log_streams(role.policy, self.topic)
         for protocol in DELIVERY_LOGGING_PROTOCOLS:
             self.topic.add_logging_config(
                 protocol=protocol,
@@ -158,9 +168,15 @@ class SecureTopic(Construct):
         filter_policy: FilterPolicy | None = None,
         filter_on_body: bool = False,
         raw_message_delivery: bool = True,
+        dead_letter_queue: SecureQueue | sqs.IQueue | None = None,
         construct_id: str | None = None,
-    ) -> SecureQueue:
-        """Subscribe ``queue`` with its own subscription dead-letter queue.
+    ) -> sqs.IQueue:
+        """Subscribe ``queue`` (a :class:`SecureQueue` or any ``sqs.IQueue``, imported too) with its own subscription dead-letter queue.
+
+        The queue's policy admits ``sqs:SendMessage`` from SNS for this topic
+        only, and its key lets SNS use it for this account only
+        (``kms:GenerateDataKey``, ``kms:Decrypt``); an imported queue or key has
+        no policy here to change: grant those where it is defined.
 
         :param filter_policy: the subscription's filter policy. Values are
             ``sns.SubscriptionFilter`` (attribute filters) or, with
@@ -170,27 +186,29 @@ class SecureTopic(Construct):
             (``FilterPolicyScope: MessageBody``) instead of its attributes. Default: False.
         :param raw_message_delivery: deliver the message body as is, without
             the SNS envelope. Default: True.
+        :param dead_letter_queue: the subscription's DLQ, of the topic's type, used
+            as it is. Default: a new terminal ``SecureQueue`` encrypted with the
+            topic's key, alarmed on any message.
         :param construct_id: id of the subscription's DLQ construct. Default:
             the queue's construct id followed by ``SubscriptionDlq``.
         :returns: the subscription's dead-letter queue.
         """
-        target = queue.queue if isinstance(queue, SecureQueue) else queue
+        target = queue_of(queue)
         require(filter_policy is not None or not filter_on_body, "filter_on_body needs a filter_policy")
-        if isinstance(queue, SecureQueue):
-            require(queue.fifo == self.fifo, f"a {'FIFO' if self.fifo else 'standard'} topic needs a {'FIFO' if self.fifo else 'standard'} queue")
-        name = construct_id or f"{queue.node.id}SubscriptionDlq"
-        dead_letter = SecureQueue(
+        kind = "FIFO" if self.fifo else "standard"
+        require(fifo_of(queue) == self.fifo, f"a {kind} topic needs a {kind} queue")
+        dead_letter, alarms = dead_letter_queue_for(
             self,
-            name,
+            construct_id or f"{queue.node.id}SubscriptionDlq",
+            dead_letter_queue,
+            role="dead-letter queue of an SNS subscription",
             fifo=self.fifo,
-            dead_letter_queue=False,
             encryption_key=self.key,
             alarm_topic=self._alarm_topic,
             profile=self.profile,
         )
-        ack.dead_letter_destination(dead_letter.queue, "dead-letter queue of an SNS subscription")
         self.subscription_dead_letter_queues.append(dead_letter)
-        self.alarms.extend(dead_letter.alarms)
+        self.alarms.extend(alarms)
         options: dict = {}
         if filter_policy is not None and filter_on_body:
             options["filter_policy_with_message_body"] = {
@@ -202,16 +220,7 @@ class SecureTopic(Construct):
         # statement for SNS has no condition at all; allow_service limits it
         # to this account (naming the topic would make key and topic depend
         # on each other when they share a key).
-        policy = target.add_to_resource_policy(
-            iam.PolicyStatement(
-                principals=[iam.ServicePrincipal("sns.amazonaws.com")],
-                actions=["sqs:SendMessage"],
-                resources=[target.queue_arn],
-                conditions={"ArnEquals": {"aws:SourceArn": self.topic.topic_arn}},
-            )
-        )
-        if target.encryption_master_key is not None:
-            allow_service(target.encryption_master_key, KeyUser.SNS)
+        policy = allow_service_to_send(queue, KeyUser.SNS, source_arn=self.topic.topic_arn)
         subscription = sns.Subscription(
             self,
             f"{queue.node.id}Subscription",
@@ -219,7 +228,7 @@ class SecureTopic(Construct):
             protocol=sns.SubscriptionProtocol.SQS,
             endpoint=target.queue_arn,
             raw_message_delivery=raw_message_delivery,
-            dead_letter_queue=dead_letter.queue,
+            dead_letter_queue=dead_letter,
             **options,
         )
         if policy.policy_dependable is not None:
@@ -241,4 +250,5 @@ class SecureTopic(Construct):
         return self.topic.metric_number_of_messages_published(**{"period": sns_monitoring.PERIOD, **options})
 
     def dashboard_widgets(self, title: str) -> list[cloudwatch.IWidget]:
+        """Widgets for a dashboard section: published, delivered, failed, filtered out (see :meth:`MonitoringDashboard.monitor`)."""
         return sns_monitoring.widgets(title, self.topic)

@@ -1,5 +1,8 @@
 """Synthesize every blueprint, run the five cdk-nag packs and cfn-lint, print a report.
 
+Acknowledged findings are listed with the rule, kind and reason that
+``messaging_constructs.acknowledgements`` recorded on each construct.
+
     python -m scripts.compliance_report [--profile sandbox|production] [--outdir cdk.out]
 
 Exit status 0 only when no pack has an unacknowledged finding and cfn-lint
@@ -18,7 +21,7 @@ from pathlib import Path
 from aws_cdk import App
 
 from app import build_app
-from messaging_constructs._acknowledgements import ACKNOWLEDGE_CONTEXT_KEY, ACKNOWLEDGEMENT_METADATA
+from messaging_constructs.acknowledgements import ACKNOWLEDGE_CONTEXT_KEY, ACKNOWLEDGEMENT_METADATA
 from stacks.compliance import PACKS
 
 ROOT = Path(__file__).resolve().parent.parent

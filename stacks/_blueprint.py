@@ -117,7 +117,7 @@ class Blueprint:
             layers=layers,
             **self.common,
         )
-        self.dashboard.add_section(f"{construct_id} function", fn.dashboard_widgets(construct_id))
+        self.dashboard.monitor(fn)
         return fn
 
     def trigger(self, construct_id: str, fn: HandlerFunction, *, after: Sequence[Construct]) -> triggers.Trigger:
@@ -141,5 +141,5 @@ class Blueprint:
     def queue(self, construct_id: str, **options: Any) -> SecureQueue:
         """A queue sized for the blueprint's consumers, on the dashboard."""
         queue = SecureQueue(self.stack, construct_id, consumer_timeout=CONSUMER_TIMEOUT, **self.common, **options)
-        self.dashboard.add_section(f"{construct_id} queue", queue.dashboard_widgets(construct_id))
+        self.dashboard.monitor(queue)
         return queue

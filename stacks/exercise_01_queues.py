@@ -7,7 +7,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from messaging_constructs import IdempotencyTable, Profile, SecureTopic
+from messaging_constructs import IdempotencyTable, Profile, QueueEventSource, SecureTopic
 
 from ._blueprint import Blueprint
 
@@ -35,8 +35,7 @@ class Exercise01QueuesStack(Stack):
 
         orders = SecureTopic(self, "Orders", **common)
         orders_fifo = SecureTopic(self, "OrdersFifo", fifo=True, high_throughput=True, **common)
-        for title, topic in (("Orders topic", orders), ("OrdersFifo topic", orders_fifo)):
-            dashboard.add_section(title, topic.dashboard_widgets(title))
+        dashboard.monitor(orders).monitor(orders_fifo)
 
         billing = queue("Billing")
         fraud_review = queue("FraudReview")
@@ -61,16 +60,16 @@ class Exercise01QueuesStack(Stack):
         orders_fifo.grant_publish(producer)
 
         idempotency = IdempotencyTable(self, "IdempotencyTable", **common)
-        dashboard.add_section("Idempotency table", idempotency.dashboard_widgets("Idempotency table"))
+        dashboard.monitor(idempotency)
         billing_consumer = function("BillingConsumer", "billing_consumer", environment={"IDEMPOTENCY_TABLE_NAME": idempotency.table.table_name})
         idempotency.grant_idempotency(billing_consumer)
-        billing_consumer.add_sqs_source(billing, max_concurrency=5)
+        QueueEventSource(self, "BillingSource", consumer=billing_consumer, queue=billing, max_concurrency=5)
 
-        function("FraudReviewConsumer", "fraud_review_consumer", environment={"REVIEW_THRESHOLD": str(FRAUD_REVIEW_THRESHOLD)}).add_sqs_source(
-            fraud_review, max_concurrency=2
-        )
-        function("AuditConsumer", "audit_consumer").add_sqs_source(audit, batch_size=100, max_batching_window=Duration.seconds(5), max_concurrency=2)
-        function("LedgerConsumer", "ledger_consumer").add_sqs_source(ledger, max_concurrency=2)
+        fraud_review_consumer = function("FraudReviewConsumer", "fraud_review_consumer", environment={"REVIEW_THRESHOLD": str(FRAUD_REVIEW_THRESHOLD)})
+        QueueEventSource(self, "FraudReviewSource", consumer=fraud_review_consumer, queue=fraud_review, max_concurrency=2)
+        audit_consumer = function("AuditConsumer", "audit_consumer")
+        QueueEventSource(self, "AuditSource", consumer=audit_consumer, queue=audit, batch_size=100, max_batching_window=Duration.seconds(5), max_concurrency=2)
+        QueueEventSource(self, "LedgerSource", consumer=function("LedgerConsumer", "ledger_consumer"), queue=ledger, max_concurrency=2)
 
         CfnOutput(self, "ProducerFunctionName", value=producer.function.function_name)
         CfnOutput(self, "AlarmTopicArn", value=blueprint.alarms.topic_arn)

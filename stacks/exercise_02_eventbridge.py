@@ -8,7 +8,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_scheduler as scheduler
 from constructs import Construct
 
-from messaging_constructs import EventBus, EventPipe, HandlerFunction, IdempotencyTable, Profile, ScheduleGroup
+from messaging_constructs import EventBus, EventPipe, HandlerFunction, IdempotencyTable, Profile, QueueEventSource, ScheduleGroup
 
 from ._blueprint import Blueprint
 from .exercise_02_schemas import event_schemas
@@ -66,8 +66,8 @@ class Exercise02EventBridgeStack(Stack):
         )
         idempotency.grant_idempotency(inventory)
         bus.grant_put_events(inventory, sources=["blueprints.inventory"])
-        inventory.add_sqs_source(inventory_queue, max_concurrency=5)
-        inventory_rule = bus.add_rule(
+        QueueEventSource(self, "InventorySource", consumer=inventory, queue=inventory_queue, max_concurrency=5)
+        bus.add_rule(
             "InventoryRule",
             description="Order events, any supported version, to inventory",
             event_pattern=events.EventPattern(
@@ -83,8 +83,16 @@ class Exercise02EventBridgeStack(Stack):
             "Notifications", "notifications_service", IDEMPOTENCY_TABLE_NAME=idempotency.table.table_name, IDEMPOTENCY_EXPIRES_AFTER_SECONDS=remember
         )
         idempotency.grant_idempotency(notifications)
-        notifications.add_sqs_source(notifications_queue, batch_size=50, max_batching_window=Duration.seconds(5), max_concurrency=2)
-        notifications_rule = bus.add_rule(
+        QueueEventSource(
+            self,
+            "NotificationsSource",
+            consumer=notifications,
+            queue=notifications_queue,
+            batch_size=50,
+            max_batching_window=Duration.seconds(5),
+            max_concurrency=2,
+        )
+        bus.add_rule(
             "NotificationsRule",
             description="Everything the blueprint's services publish, but stock releases",
             event_pattern=events.EventPattern(
@@ -93,7 +101,7 @@ class Exercise02EventBridgeStack(Stack):
             ),
             target=notifications_queue,
         )
-        dashboard.add_section("Bus rules", bus.dashboard_widgets("Rule", [inventory_rule, notifications_rule]))
+        dashboard.monitor(bus)
 
         schedules = ScheduleGroup(self, "Schedules", **common)
         schedules.put_event(

@@ -13,9 +13,6 @@ from ._blueprint import Blueprint
 
 TOPIC = "clickstream"
 CONSUMER_GROUP = "clickstream-aggregator"
-#: Partitions bound the consumer's parallelism: Lambda runs at most one batch per partition at a time.
-PARTITIONS = {"sandbox": 6, "production": 24}
-RETENTION = {"sandbox": Duration.days(1), "production": Duration.days(7)}
 #: The aggregator's batches: large, since its cost per record falls with batch size.
 BATCH_SIZE = 500
 BATCH_WINDOW = Duration.seconds(1)
@@ -43,13 +40,16 @@ class Exercise03StreamingStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, profile: Profile | None = None, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
         blueprint = Blueprint.create(self, profile or Profile.of(self), interface_endpoints=[], network=True)
-        common, dashboard, network = blueprint.common, blueprint.dashboard, blueprint.network
+        common, dashboard, network, profile = blueprint.common, blueprint.dashboard, blueprint.network, blueprint.profile
         assert network is not None
-        profile_name = blueprint.profile.name
+        # The topic's sizes are this blueprint's own, not the profile's: partitions bound the consumer's
+        # parallelism (Lambda runs at most one batch per partition at a time).
+        partitions = profile.pick(sandbox=6, production=24)
+        retention = profile.pick(sandbox=Duration.days(1), production=Duration.days(7))
 
         cluster = KafkaCluster(self, "Cluster", network=network, **common)
-        dashboard.add_section("MSK cluster", cluster.dashboard_widgets("Cluster"))
-        topic = cluster.add_topic("ClickstreamTopic", TOPIC, partitions=PARTITIONS[profile_name], retention=RETENTION[profile_name])
+        dashboard.monitor(cluster)
+        topic = cluster.add_topic("ClickstreamTopic", TOPIC, partitions=partitions, retention=retention)
 
         producer = blueprint.function(
             "Producer",
@@ -70,21 +70,20 @@ class Exercise03StreamingStack(Stack):
         cluster.grant_produce(producer, TOPIC)
 
         aggregates = StateTable(self, "Aggregates", partition_key="user_id", **common)
-        dashboard.add_section("Aggregates table", aggregates.dashboard_widgets("Aggregates"))
-        partitions = PARTITIONS[profile_name]
+        dashboard.monitor(aggregates)
         aggregator = blueprint.function(
             "Aggregator",
             "clickstream_aggregator",
             environment={"AGGREGATES_TABLE": aggregates.table.table_name},
-            # One batch per partition at a time: in production, room for all of them at once.
-            reserved_concurrent_executions=partitions if blueprint.profile.is_production else None,
+            # One batch per partition at a time: where the profile reserves concurrency, room for all of them at once.
+            reserved_concurrent_executions=partitions if profile.reserved_concurrency is not None else None,
         )
         aggregates.grant_items(aggregator, "dynamodb:UpdateItem")
         source = KafkaEventSource(
             self,
             "ClickstreamSource",
-            cluster=cluster,
             consumer=aggregator,
+            cluster=cluster,
             topic=TOPIC,
             consumer_group=CONSUMER_GROUP,
             topic_resource=topic,
@@ -94,10 +93,10 @@ class Exercise03StreamingStack(Stack):
             provisioned_pollers=ProvisionedPollers(minimum=1, maximum=math.ceil(partitions / 5)),
             **common,
         )
-        dashboard.add_section("Clickstream consumer group", source.dashboard_widgets("Aggregator"))
+        dashboard.monitor(source)
 
         CfnOutput(self, "ProducerFunctionName", value=producer.function.function_name)
         CfnOutput(self, "ClusterArn", value=cluster.cluster_arn)
         CfnOutput(self, "TopicName", value=TOPIC)
         CfnOutput(self, "AggregatesTableName", value=aggregates.table.table_name)
-        CfnOutput(self, "OnFailureQueueUrl", value=source.on_failure_queue.queue.queue_url)
+        CfnOutput(self, "OnFailureQueueUrl", value=source.dead_letter_queue.queue_url)

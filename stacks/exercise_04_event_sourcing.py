@@ -37,7 +37,7 @@ class Exercise04EventSourcingStack(Stack):
         common, dashboard = blueprint.common, blueprint.dashboard
 
         store = EventStore(self, "EventStore", **common)
-        dashboard.add_section("Event store", store.dashboard_widgets("Event store"))
+        dashboard.monitor(store)
 
         commands = blueprint.function(
             "Commands",
@@ -65,11 +65,11 @@ class Exercise04EventSourcingStack(Stack):
             **common,
         )
         rebuild = balances.add_rebuild()
-        dashboard.add_section("Balances projection", balances.dashboard_widgets("Balances"))
+        dashboard.monitor(balances)
 
         CfnOutput(self, "CommandsFunctionName", value=commands.function.function_name)
         CfnOutput(self, "RebuildFunctionName", value=rebuild.function.function_name)
         CfnOutput(self, "EventStoreTableName", value=store.table.table_name)
         CfnOutput(self, "ReadModelTableName", value=balances.read_model.table_name)
         CfnOutput(self, "RebuildTableName", value=balances.rebuild_table.table_name if balances.rebuild_table else "-")
-        CfnOutput(self, "ProjectionDeadLetterQueueUrl", value=balances.dead_letter_queue.queue.queue_url)
+        CfnOutput(self, "ProjectionDeadLetterQueueUrl", value=balances.dead_letter_queue.queue_url)

@@ -148,11 +148,11 @@ class Exercise05EnterpriseMessagingStack(Stack):
         )
         shipments.grant_items(shipment_consumer, "dynamodb:UpdateItem")
         bus.grant_put_events(shipment_consumer, sources=[WAREHOUSE_SOURCE])
-        shipment_source = MqEventSource(self, "ShipmentSource", broker=warehouse, consumer=shipment_consumer, queue=SHIPMENT_QUEUE)
+        shipment_source = MqEventSource(self, "ShipmentSource", consumer=shipment_consumer, broker=warehouse, queue=SHIPMENT_QUEUE)
         shipment_source.mapping.node.add_dependency(topology)
 
         customer_care = blueprint.queue("CustomerCareQueue")
-        delayed_rule = bus.add_rule(
+        bus.add_rule(
             "ShipmentDelayedRule",
             description="Delayed shipments, bridged from the warehouse's RabbitMQ",
             event_pattern=events.EventPattern(source=[WAREHOUSE_SOURCE], detail_type=["ShipmentDelayed"]),
@@ -162,7 +162,7 @@ class Exercise05EnterpriseMessagingStack(Stack):
         # --- request-reply over AMQP ------------------------------------------
         quote_requester = amqp_client("QuoteRequester", "quote_requester", REQUEST_QUEUE=QUOTE_QUEUE, REPLY_TIMEOUT_SECONDS="10")
         quote_responder = amqp_client("QuoteResponder", "quote_responder")
-        quote_source = MqEventSource(self, "QuoteSource", broker=warehouse, consumer=quote_responder, queue=QUOTE_QUEUE, batch_size=1)
+        quote_source = MqEventSource(self, "QuoteSource", consumer=quote_responder, broker=warehouse, queue=QUOTE_QUEUE, batch_size=1)
         quote_source.mapping.node.add_dependency(topology)
 
         # --- invoices: STOMP in, EventBridge out ---------------------------------
@@ -191,7 +191,7 @@ class Exercise05EnterpriseMessagingStack(Stack):
         )
         idempotency.grant_idempotency(invoice_consumer)
         bus.grant_put_events(invoice_consumer, sources=[ERP_SOURCE])
-        MqEventSource(self, "InvoiceSource", broker=erp, consumer=invoice_consumer, queue=INVOICE_QUEUE)
+        MqEventSource(self, "InvoiceSource", consumer=invoice_consumer, broker=erp, queue=INVOICE_QUEUE)
 
         # --- operators: a CloudShell VPC environment with this group reaches the consoles, no bastion host
         operator = ec2.SecurityGroup(
@@ -204,9 +204,7 @@ class Exercise05EnterpriseMessagingStack(Stack):
         warehouse.allow_client(operator, "console", "amqps", description="Operator")
         erp.allow_client(operator, "console", "stomp", description="Operator")
 
-        dashboard.add_section("Warehouse broker (RabbitMQ)", warehouse.dashboard_widgets("Warehouse"))
-        dashboard.add_section("ERP broker (ActiveMQ)", erp.dashboard_widgets("ERP"))
-        dashboard.add_section("Bus rules", bus.dashboard_widgets("Rule", [delayed_rule]))
+        dashboard.monitor(warehouse).monitor(erp).monitor(bus)
 
         CfnOutput(self, "ShipmentPublisherFunctionName", value=shipment_publisher.function.function_name)
         CfnOutput(self, "QuoteRequesterFunctionName", value=quote_requester.function.function_name)

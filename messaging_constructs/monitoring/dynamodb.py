@@ -43,13 +43,16 @@ def system_errors(table: dynamodb.ITable) -> cloudwatch.IMetric:
     return table.metric_system_errors_for_operations(operations=_OPERATIONS, period=PERIOD)
 
 
-def alarms(scope: Construct, table: dynamodb.ITable, alarm_topic: sns.ITopic | None) -> list[cloudwatch.Alarm]:
+def alarms(
+    scope: Construct, table: dynamodb.ITable, alarm_topic: sns.ITopic | None, *, throttles_threshold: int = 1, system_errors_threshold: int = 1
+) -> list[cloudwatch.Alarm]:
+    """Alarms on ``throttles_threshold`` throttled requests and ``system_errors_threshold`` system errors in 5 minutes (default: any)."""
     return [
         make_alarm(
             scope,
             "ThrottlesAlarm",
             metric=throttled_requests(table),
-            threshold=1,
+            threshold=throttles_threshold,
             alarm_topic=alarm_topic,
             description=f"Table {table.node.path} throttled requests.",
         ),
@@ -57,7 +60,7 @@ def alarms(scope: Construct, table: dynamodb.ITable, alarm_topic: sns.ITopic | N
             scope,
             "SystemErrorsAlarm",
             metric=system_errors(table),
-            threshold=1,
+            threshold=system_errors_threshold,
             alarm_topic=alarm_topic,
             description=f"Table {table.node.path} returned system errors.",
         ),

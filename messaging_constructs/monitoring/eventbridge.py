@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aws_cdk import Duration, Fn
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -24,14 +24,21 @@ def _metric(namespace: str, dimensions: dict[str, str], metric_name: str, **opti
     )
 
 
-def _any_of(scope: Construct, label: str, metric, alarms: Sequence[tuple[str, str]], alarm_topic: sns.ITopic | None) -> list[cloudwatch.Alarm]:
-    """One alarm per (metric name, explanation), each on any occurrence in 5 minutes."""
+def _count_alarms(
+    scope: Construct,
+    label: str,
+    metric,
+    alarms: Sequence[tuple[str, str]],
+    alarm_topic: sns.ITopic | None,
+    thresholds: Mapping[str, float],
+) -> list[cloudwatch.Alarm]:
+    """One alarm per (metric name, explanation), each on ``thresholds[name]`` occurrences in 5 minutes (default: 1, any)."""
     return [
         make_alarm(
             scope,
             f"{name}Alarm",
             metric=metric(name),
-            threshold=1,
+            threshold=thresholds.get(name, 1),
             alarm_topic=alarm_topic,
             description=f"{label} {scope.node.path}: {text}",
         )
@@ -62,9 +69,14 @@ def rule_metric(event_bus_name: str, rule_name: str, metric_name: str, **options
     return _metric("AWS/Events", {"EventBusName": event_bus_name, "RuleName": rule_name}, metric_name, **options)
 
 
-def rule_alarms(scope: Construct, event_bus_name: str, rule_name: str, alarm_topic: sns.ITopic | None) -> list[cloudwatch.Alarm]:
-    """Alarms on any failed invocation and any event sent to (or lost on the way to) the target's DLQ."""
-    return _any_of(
+def rule_alarms(
+    scope: Construct, event_bus_name: str, rule_name: str, alarm_topic: sns.ITopic | None, thresholds: Mapping[str, float] | None = None
+) -> list[cloudwatch.Alarm]:
+    """Alarms on failed invocations and on events sent to (or lost on the way to) the target's DLQ.
+
+    :param thresholds: metric name -> count in 5 minutes. Default: 1 (any) for each.
+    """
+    return _count_alarms(
         scope,
         "Rule",
         lambda name: rule_metric(event_bus_name, rule_name, name),
@@ -74,6 +86,7 @@ def rule_alarms(scope: Construct, event_bus_name: str, rule_name: str, alarm_top
             ("InvocationsFailedToBeSentToDlq", "events could not even be sent to the DLQ and are lost: check the DLQ's policy and key."),
         ),
         alarm_topic,
+        thresholds or {},
     )
 
 
@@ -82,9 +95,16 @@ def pipe_metric(pipe_name: str, metric_name: str, **options) -> cloudwatch.Metri
     return _metric("AWS/EventBridge/Pipes", {"PipeName": pipe_name}, metric_name, **options)
 
 
-def pipe_alarms(scope: Construct, pipe_name: str, alarm_topic: sns.ITopic | None) -> list[cloudwatch.Alarm]:
-    """Alarm on any failed pipe execution."""
-    return _any_of(scope, "Pipe", lambda name: pipe_metric(pipe_name, name), (("ExecutionFailed", "executions failed: see its log group."),), alarm_topic)
+def pipe_alarms(scope: Construct, pipe_name: str, alarm_topic: sns.ITopic | None, thresholds: Mapping[str, float] | None = None) -> list[cloudwatch.Alarm]:
+    """Alarm on failed pipe executions (``ExecutionFailed``; default threshold 1, any)."""
+    return _count_alarms(
+        scope,
+        "Pipe",
+        lambda name: pipe_metric(pipe_name, name),
+        (("ExecutionFailed", "executions failed: see its log group."),),
+        alarm_topic,
+        thresholds or {},
+    )
 
 
 def schedule_group_metric(group_name: str, metric_name: str, **options) -> cloudwatch.Metric:
@@ -92,9 +112,14 @@ def schedule_group_metric(group_name: str, metric_name: str, **options) -> cloud
     return _metric("AWS/Scheduler", {"ScheduleGroup": group_name}, metric_name, **options)
 
 
-def schedule_group_alarms(scope: Construct, group_name: str, alarm_topic: sns.ITopic | None) -> list[cloudwatch.Alarm]:
-    """Alarms on target errors, on invocations out of retries and on invocations the DLQ did not take."""
-    return _any_of(
+def schedule_group_alarms(
+    scope: Construct, group_name: str, alarm_topic: sns.ITopic | None, thresholds: Mapping[str, float] | None = None
+) -> list[cloudwatch.Alarm]:
+    """Alarms on target errors, on invocations out of retries and on invocations the DLQ did not take.
+
+    :param thresholds: metric name -> count in 5 minutes. Default: 1 (any) for each.
+    """
+    return _count_alarms(
         scope,
         "Schedule group",
         lambda name: schedule_group_metric(group_name, name),
@@ -104,6 +129,7 @@ def schedule_group_alarms(scope: Construct, group_name: str, alarm_topic: sns.IT
             ("InvocationsFailedToBeSentToDeadLetterCount", "an invocation could not be sent to the DLQ and is lost: check the DLQ's policy and key."),
         ),
         alarm_topic,
+        thresholds or {},
     )
 
 

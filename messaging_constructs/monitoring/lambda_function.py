@@ -23,14 +23,16 @@ def throttles(function: lambda_.IFunction, **options) -> cloudwatch.Metric:
     return function.metric_throttles(**{"statistic": "Sum", "period": PERIOD, **options})
 
 
-def alarms(scope: Construct, function: lambda_.IFunction, alarm_topic: sns.ITopic | None) -> list[cloudwatch.Alarm]:
-    """Alarms on any error and any throttle in 5 minutes."""
+def alarms(
+    scope: Construct, function: lambda_.IFunction, alarm_topic: sns.ITopic | None, *, errors_threshold: int = 1, throttles_threshold: int = 1
+) -> list[cloudwatch.Alarm]:
+    """Alarms on ``errors_threshold`` errors and ``throttles_threshold`` throttles in 5 minutes (default: any)."""
     return [
         make_alarm(
             scope,
             "ErrorsAlarm",
             metric=errors(function),
-            threshold=1,
+            threshold=errors_threshold,
             alarm_topic=alarm_topic,
             description=f"Function {function.node.path} reported errors: see its log group.",
         ),
@@ -38,7 +40,7 @@ def alarms(scope: Construct, function: lambda_.IFunction, alarm_topic: sns.ITopi
             scope,
             "ThrottlesAlarm",
             metric=throttles(function),
-            threshold=1,
+            threshold=throttles_threshold,
             alarm_topic=alarm_topic,
             description=f"Function {function.node.path} was throttled: raise its reserved concurrency or lower the event source's maximum concurrency.",
         ),
@@ -78,13 +80,13 @@ def iterator_age_alarm(scope: Construct, function: lambda_.IFunction, threshold:
     )
 
 
-def destination_delivery_failures_alarm(scope: Construct, function: lambda_.IFunction, alarm_topic: sns.ITopic | None) -> cloudwatch.Alarm:
-    """Alarm when Lambda could not send a failure record to the event source's on-failure destination."""
+def destination_delivery_failures_alarm(scope: Construct, function: lambda_.IFunction, alarm_topic: sns.ITopic | None, threshold: int = 1) -> cloudwatch.Alarm:
+    """Alarm when Lambda could not send ``threshold`` failure records in 5 minutes to the event source's on-failure destination (default: any)."""
     return make_alarm(
         scope,
         "DestinationDeliveryFailuresAlarm",
         metric=function.metric("DestinationDeliveryFailures", statistic="Sum", period=PERIOD),
-        threshold=1,
+        threshold=threshold,
         alarm_topic=alarm_topic,
         description=f"Function {function.node.path}: failure records could not reach the on-failure destination; check its policy and key.",
     )

@@ -17,13 +17,13 @@ def notifications_failed(topic: sns.ITopic, **options) -> cloudwatch.Metric:
     return topic.metric_number_of_notifications_failed(**{"statistic": "Sum", "period": PERIOD, **options})
 
 
-def failed_notifications_alarm(scope: Construct, topic: sns.ITopic, alarm_topic: sns.ITopic | None) -> cloudwatch.Alarm:
-    """Alarm on any failed delivery (after SNS's own retries)."""
+def failed_notifications_alarm(scope: Construct, topic: sns.ITopic, alarm_topic: sns.ITopic | None, threshold: int = 1) -> cloudwatch.Alarm:
+    """Alarm on ``threshold`` failed deliveries in 5 minutes (after SNS's own retries; default: any)."""
     return make_alarm(
         scope,
         "NotificationsFailedAlarm",
         metric=notifications_failed(topic),
-        threshold=1,
+        threshold=threshold,
         description=f"Topic {topic.node.path} failed to deliver notifications: see the delivery-status log group and the subscription DLQs.",
         alarm_topic=alarm_topic,
     )

@@ -36,14 +36,15 @@ def age_alarm(scope: Construct, queue: sqs.IQueue, threshold: Duration, alarm_to
     )
 
 
-def not_empty_alarm(scope: Construct, construct_id: str, queue: sqs.IQueue, alarm_topic: sns.ITopic | None) -> cloudwatch.Alarm:
-    """Alarm as soon as a dead-letter queue holds a message."""
+def not_empty_alarm(scope: Construct, construct_id: str, queue: sqs.IQueue, alarm_topic: sns.ITopic | None, threshold: int = 1) -> cloudwatch.Alarm:
+    """Alarm as soon as a dead-letter queue holds ``threshold`` messages (default: any message)."""
+    what = "messages" if threshold == 1 else f"{threshold} or more messages"
     return make_alarm(
         scope,
         construct_id,
         metric=messages_visible(queue),
-        threshold=1,
-        description=f"Dead-letter queue {queue.node.path} holds messages: inspect them and redrive (docs/exercise-01.md).",
+        threshold=threshold,
+        description=f"Dead-letter queue {queue.node.path} holds {what}: inspect them and redrive (docs/exercise-01.md).",
         alarm_topic=alarm_topic,
     )
 

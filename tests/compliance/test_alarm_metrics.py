@@ -148,11 +148,9 @@ def library_template() -> dict:
     stack = Stack(App(context={"profile": "sandbox"}), "Library")
     network = PrivateNetwork(stack, "Network")
     dashboard = MonitoringDashboard(stack, "Dashboard")
-    serverless = KafkaCluster(stack, "Serverless", network=network, cluster_type=KafkaClusterType.SERVERLESS)
-    dashboard.add_section("Serverless", serverless.dashboard_widgets("Serverless"))
+    dashboard.monitor(KafkaCluster(stack, "Serverless", network=network, cluster_type=KafkaClusterType.SERVERLESS))
     for engine in BrokerEngine:
-        broker = MessageBroker(stack, engine.value.title(), engine=engine, network=network)
-        dashboard.add_section(engine.value, broker.dashboard_widgets(engine.value))
+        dashboard.monitor(MessageBroker(stack, engine.value.title(), engine=engine, network=network))
     return Template.from_stack(stack).to_json()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from messaging_constructs._acknowledgements import AWS_REQUIRED, NOT_OFFERED, RULE_DEFECT, SANDBOX_COST
+from messaging_constructs.acknowledgements import AWS_REQUIRED, NOT_OFFERED, RULE_DEFECT, SANDBOX_COST
 from stacks.compliance import PACKS
 
 PROFILES = ["sandbox", "production"]

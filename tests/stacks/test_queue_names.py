@@ -1,5 +1,7 @@
 """Every queue of every blueprint has a name SQS accepts, under a long stack name, and a new one after destroy and deploy.
 
+(The same in-process build also checks that every blueprint construct has an alarm topic.)
+
 SQS names are at most 80 characters (``.fifo`` included) of letters, digits,
 ``-`` and ``_``. CloudFormation's generated FIFO names do not keep to that
 (cloudformation-coverage-roadmap#280), and SQS refuses a deleted queue's name
@@ -12,9 +14,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from aws_cdk import App
-from aws_cdk.assertions import Template
+from aws_cdk import App, Stack
+from aws_cdk.assertions import Annotations, Match, Template
 
+from messaging_constructs import NO_ALARM_TOPIC
 from stacks.exercise_01_queues import Exercise01QueuesStack
 from stacks.exercise_02_eventbridge import Exercise02EventBridgeStack
 from stacks.exercise_03_streaming import Exercise03StreamingStack
@@ -28,14 +31,25 @@ _SQS_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
 
 
 @pytest.fixture(scope="module", params=["sandbox", "production"])
-def queues(request) -> list[tuple[str, str, dict]]:
-    """(blueprint, logical id, Properties) of every queue of every blueprint, each in a stack named with 40 characters."""
+def built(request) -> list[tuple[str, Stack]]:
+    """(blueprint, stack) of every blueprint, each in a stack named with 40 characters."""
+    return [(blueprint.__name__, blueprint(App(context={"profile": request.param}), blueprint.__name__, stack_name=STACK_NAME)) for blueprint in BLUEPRINTS]
+
+
+@pytest.fixture(scope="module")
+def queues(built) -> list[tuple[str, str, dict]]:
+    """(blueprint, logical id, Properties) of every queue of every blueprint."""
     found = []
-    for blueprint in BLUEPRINTS:
-        stack = blueprint(App(context={"profile": request.param}), blueprint.__name__, stack_name=STACK_NAME)
+    for name, stack in built:
         for logical_id, queue in Template.from_stack(stack).find_resources("AWS::SQS::Queue").items():
-            found.append((blueprint.__name__, logical_id, queue["Properties"]))
+            found.append((name, logical_id, queue["Properties"]))
     return found
+
+
+def test_every_blueprint_construct_notifies_the_alarm_topic(built):
+    """No construct of a blueprint warns that its alarms notify nobody (messaging_constructs.NO_ALARM_TOPIC)."""
+    for _, stack in built:
+        assert Annotations.from_stack(stack).find_warning("*", Match.string_like_regexp(NO_ALARM_TOPIC)) == []
 
 
 def _name(properties: dict, **pseudo: str) -> str:

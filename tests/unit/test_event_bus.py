@@ -30,7 +30,7 @@ def test_bus_is_encrypted_with_a_cmk_and_has_a_dlq():
     (_, resource) = only(resources(stack, "AWS::Events::EventBus"))
     key_id = stack.get_logical_id(bus.key.node.default_child)
     assert resource["Properties"]["KmsKeyIdentifier"] == {"Fn::GetAtt": [key_id, "Arn"]}
-    dlq_id = stack.get_logical_id(bus.dead_letter_queue.queue.node.default_child)
+    dlq_id = stack.get_logical_id(bus.dead_letter_queue.node.default_child)
     assert resource["Properties"]["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [dlq_id, "Arn"]}}
 
 
@@ -50,7 +50,7 @@ def test_eventbridge_may_use_the_key_for_this_account_only():
 
 def test_bus_dlq_does_not_depend_on_the_bus_key():
     stack, bus = _bus()
-    dlq = resources(stack, "AWS::SQS::Queue")[stack.get_logical_id(bus.dead_letter_queue.queue.node.default_child)]
+    dlq = resources(stack, "AWS::SQS::Queue")[stack.get_logical_id(bus.dead_letter_queue.node.default_child)]
     assert dlq["Properties"]["SqsManagedSseEnabled"] is True and "KmsMasterKeyId" not in dlq["Properties"]
 
 
@@ -104,7 +104,7 @@ def test_every_rule_target_has_a_dlq_and_an_explicit_retry_policy():
     (_, rule) = only(resources(stack, "AWS::Events::Rule"))
     (target,) = rule["Properties"]["Targets"]
     assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 1800, "MaximumRetryAttempts": 4}
-    dlq_id = stack.get_logical_id(bus.rule_dead_letter_queues[0].queue.node.default_child)
+    dlq_id = stack.get_logical_id(bus.rule_dead_letter_queues[0].node.default_child)
     assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [dlq_id, "Arn"]}}
 
 

@@ -95,7 +95,7 @@ def test_projection_consumes_new_events_only_with_bisect_retries_age_and_on_fail
     assert props["MaximumRetryAttempts"] == 3 and props["MaximumRecordAgeInSeconds"] == 3600
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert props["ParallelizationFactor"] == 1 and props["StartingPosition"] == "TRIM_HORIZON"
-    dlq_id = stack.get_logical_id(projection.dead_letter_queue.queue.node.default_child)
+    dlq_id = stack.get_logical_id(projection.dead_letter_queue.node.default_child)
     assert props["DestinationConfig"] == {"OnFailure": {"Destination": {"Fn::GetAtt": [dlq_id, "Arn"]}}}
 
 

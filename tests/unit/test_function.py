@@ -10,7 +10,7 @@ from aws_cdk import App, Duration, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_lambda as lambda_
 
-from messaging_constructs import HandlerFunction, PrivateNetwork, RuntimeLayer, SecureQueue
+from messaging_constructs import HandlerFunction, PrivateNetwork, QueueEventSource, RuntimeLayer, SecureQueue
 from messaging_constructs.runtime_layer import _CopyPackage
 from tests.unit.helpers import new_stack, only, resources, template
 
@@ -82,7 +82,7 @@ def test_role_has_no_aws_managed_policy_and_no_inline_policy(code):
 
 def test_asynchronous_failures_go_to_an_encrypted_dlq_with_an_alarm(code):
     stack, fn = _function(code)
-    dlq_id = stack.get_logical_id(fn.dead_letter_queue.queue.node.default_child)
+    dlq_id = stack.get_logical_id(fn.dead_letter_queue.node.default_child)
     assert _lambda(stack)["DeadLetterConfig"] == {"TargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]}}
     template(stack).has_resource_properties("AWS::Lambda::EventInvokeConfig", {"MaximumRetryAttempts": 2})
     template(stack).has_resource_properties(
@@ -91,10 +91,35 @@ def test_asynchronous_failures_go_to_an_encrypted_dlq_with_an_alarm(code):
     )
 
 
+def test_the_role_sends_to_the_dlq_with_exactly_the_producer_actions(code):
+    stack, fn = _function(code)
+    (_, policy) = only(resources(stack, "AWS::IAM::ManagedPolicy"))
+    dlq_arn = {"Fn::GetAtt": [stack.get_logical_id(fn.dead_letter_queue.node.default_child), "Arn"]}
+    key_arn = {"Fn::GetAtt": [stack.get_logical_id(fn.key.node.default_child), "Arn"]}
+    by_resource = {json.dumps(s["Resource"]): s["Action"] for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+    assert by_resource[json.dumps(dlq_arn)] == "sqs:SendMessage"
+    assert by_resource[json.dumps(key_arn)] == ["kms:GenerateDataKey", "kms:Decrypt"]
+
+
+def test_a_given_dead_letter_queue_takes_the_async_failures(code):
+    stack = new_stack()
+    shared = SecureQueue(stack, "Shared", terminal=True)
+    fn = HandlerFunction(stack, "Consumer", code_path=code, service_name="consumer", dead_letter_queue=shared)
+    assert fn.dead_letter_queue is shared.queue
+    assert _lambda(stack)["DeadLetterConfig"] == {"TargetArn": {"Fn::GetAtt": [stack.get_logical_id(shared.queue.node.default_child), "Arn"]}}
+    assert len(resources(stack, "AWS::SQS::Queue")) == 1
+
+
 def test_alarms_on_errors_and_throttles(code):
     stack, _ = _function(code)
-    names = {a["Properties"]["MetricName"] for a in resources(stack, "AWS::CloudWatch::Alarm").values()}
-    assert {"Errors", "Throttles"} <= names
+    thresholds = {a["Properties"]["MetricName"]: a["Properties"]["Threshold"] for a in resources(stack, "AWS::CloudWatch::Alarm").values()}
+    assert thresholds["Errors"] == 1 and thresholds["Throttles"] == 1
+
+
+def test_error_and_throttle_thresholds_are_props(code):
+    stack, _ = _function(code, errors_alarm_threshold=5, throttles_alarm_threshold=3)
+    thresholds = {a["Properties"]["MetricName"]: a["Properties"]["Threshold"] for a in resources(stack, "AWS::CloudWatch::Alarm").values()}
+    assert thresholds["Errors"] == 5 and thresholds["Throttles"] == 3
 
 
 @pytest.mark.parametrize(("profile", "expected"), [("sandbox", None), ("production", 10)])
@@ -103,19 +128,37 @@ def test_reserved_concurrency_follows_the_profile(code, profile, expected):
     assert _lambda(stack).get("ReservedConcurrentExecutions") == expected
 
 
-def test_sqs_source_reports_batch_item_failures(code):
+def test_queue_event_source_reports_batch_item_failures(code):
     stack, fn = _function(code)
     queue = SecureQueue(stack, "Work", consumer_timeout=fn.timeout)
-    fn.add_sqs_source(queue, batch_size=100, max_batching_window=Duration.seconds(5), max_concurrency=4)
-    template(stack).has_resource_properties(
-        "AWS::Lambda::EventSourceMapping",
-        {
-            "FunctionResponseTypes": ["ReportBatchItemFailures"],
-            "BatchSize": 100,
-            "MaximumBatchingWindowInSeconds": 5,
-            "ScalingConfig": {"MaximumConcurrency": 4},
-        },
-    )
+    source = QueueEventSource(stack, "WorkSource", consumer=fn, queue=queue, batch_size=100, max_batching_window=Duration.seconds(5), max_concurrency=4)
+    (mapping_id, mapping) = only(resources(stack, "AWS::Lambda::EventSourceMapping"))
+    assert mapping["Properties"] == {
+        "EventSourceArn": {"Fn::GetAtt": [stack.get_logical_id(queue.queue.node.default_child), "Arn"]},
+        "FunctionName": {"Ref": stack.get_logical_id(fn.function.node.default_child)},
+        "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        "BatchSize": 100,
+        "MaximumBatchingWindowInSeconds": 5,
+        "ScalingConfig": {"MaximumConcurrency": 4},
+    }
+    # The mapping stays where HandlerFunction.add_sqs_source made it: its logical id follows the function and the queue.
+    assert mapping_id == stack.get_logical_id(source.mapping.node.default_child) and mapping_id.startswith("ConsumerSqsEventSourceTestWork")
+
+
+def test_queue_event_source_lets_the_function_consume_the_queue(code):
+    stack, fn = _function(code)
+    queue = SecureQueue(stack, "Work", consumer_timeout=fn.timeout)
+    QueueEventSource(stack, "WorkSource", consumer=fn, queue=queue)
+    (_, policy) = only(resources(stack, "AWS::IAM::ManagedPolicy"))
+    actions = {a for s in policy["Properties"]["PolicyDocument"]["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "kms:Decrypt"} <= actions
+
+
+def test_queue_event_source_may_be_disabled(code):
+    stack, fn = _function(code)
+    QueueEventSource(stack, "WorkSource", consumer=fn, queue=SecureQueue(stack, "Work", consumer_timeout=fn.timeout), enabled=False)
+    (_, mapping) = only(resources(stack, "AWS::Lambda::EventSourceMapping"))
+    assert mapping["Properties"]["Enabled"] is False
 
 
 def test_in_a_network_the_function_runs_in_isolated_subnets_with_https_egress_only(code):
@@ -256,25 +299,32 @@ def test_fails_when_batch_size_above_10_has_no_batching_window(code):
     stack, fn = _function(code)
     queue = SecureQueue(stack, "Work", consumer_timeout=fn.timeout)
     with pytest.raises(ValueError, match="batch_size above 10 needs a max_batching_window"):
-        fn.add_sqs_source(queue, batch_size=100)
+        QueueEventSource(stack, "Source", consumer=fn, queue=queue, batch_size=100)
 
 
 def test_fails_when_fifo_batch_size_is_above_10(code):
     stack, fn = _function(code)
     queue = SecureQueue(stack, "Work", fifo=True, consumer_timeout=fn.timeout)
     with pytest.raises(ValueError, match="batch_size must be between 1 and 10, got 20"):
-        fn.add_sqs_source(queue, batch_size=20, max_batching_window=Duration.seconds(1))
+        QueueEventSource(stack, "Source", consumer=fn, queue=queue, batch_size=20, max_batching_window=Duration.seconds(1))
 
 
 def test_fails_when_queue_visibility_is_under_six_times_the_function_timeout(code):
     stack, fn = _function(code, timeout=Duration.minutes(1))
     queue = SecureQueue(stack, "Work")
     with pytest.raises(ValueError, match=r"at least 6 times the consumer timeout \(360 s\), got 30 s"):
-        fn.add_sqs_source(queue)
+        QueueEventSource(stack, "Source", consumer=fn, queue=queue)
 
 
 def test_fails_when_max_concurrency_is_below_two(code):
     stack, fn = _function(code)
     queue = SecureQueue(stack, "Work", consumer_timeout=fn.timeout)
     with pytest.raises(ValueError, match="max_concurrency must be between 2 and 1000, got 1"):
-        fn.add_sqs_source(queue, max_concurrency=1)
+        QueueEventSource(stack, "Source", consumer=fn, queue=queue, max_concurrency=1)
+
+
+def test_fails_when_the_batching_window_is_over_five_minutes(code):
+    stack, fn = _function(code)
+    queue = SecureQueue(stack, "Work", consumer_timeout=fn.timeout)
+    with pytest.raises(ValueError, match="max_batching_window must be between 0 s and 5 minutes, got 6 minutes"):
+        QueueEventSource(stack, "Source", consumer=fn, queue=queue, max_batching_window=Duration.minutes(6))

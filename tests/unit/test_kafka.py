@@ -8,6 +8,7 @@ import json
 import pytest
 from aws_cdk import Duration
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 
 from messaging_constructs import HandlerFunction, KafkaCluster, KafkaClusterType, KafkaEventSource, PrivateNetwork, ProvisionedPollers, StateTable
@@ -73,28 +74,46 @@ def test_broker_alarms_per_broker():
     assert all(a["Properties"]["Threshold"] == 60 for a in cpu) and all(a["Properties"]["Threshold"] == 80 for a in disk)
 
 
+def _cluster_ingress(stack, cluster) -> list[dict]:
+    cluster_sg = stack.get_logical_id(cluster.security_group.node.default_child)
+    return [
+        r["Properties"]
+        for r in template(stack).to_json()["Resources"].values()
+        if r["Type"] == "AWS::EC2::SecurityGroupIngress" and r["Properties"]["GroupId"]["Fn::GetAtt"][0] == cluster_sg
+    ]
+
+
+def test_until_event_source_mappings_are_allowed_only_named_clients_are_admitted():
+    stack, network, cluster = _cluster()
+    producer = _consumer(stack, network, "Producer")
+    cluster.allow_client(producer.function)
+    assert {r["SourceSecurityGroupId"]["Fn::GetAtt"][0] for r in _cluster_ingress(stack, cluster)} == {
+        stack.get_logical_id(producer.security_group.node.default_child)
+    }
+
+
 def test_security_group_admits_only_itself_and_named_clients():
     stack, network, cluster = _cluster()
     producer = _consumer(stack, network, "Producer")
     cluster.allow_client(producer.function)
-    t = template(stack).to_json()["Resources"]
     cluster_sg = stack.get_logical_id(cluster.security_group.node.default_child)
-    ingress = [
-        r["Properties"] for r in t.values() if r["Type"] == "AWS::EC2::SecurityGroupIngress" and r["Properties"]["GroupId"]["Fn::GetAtt"][0] == cluster_sg
-    ]
+    cluster.allow_event_source_mappings()
+    cluster.allow_event_source_mappings()  # idempotent
+    ingress = _cluster_ingress(stack, cluster)
+    assert len(ingress) == 2
     assert {(r["FromPort"], r["ToPort"]) for r in ingress} == {(9098, 9098)}
     assert all("SourceSecurityGroupId" in r for r in ingress) and not any("CidrIp" in r for r in ingress)
     sources = {r["SourceSecurityGroupId"]["Fn::GetAtt"][0] for r in ingress}
     assert sources == {cluster_sg, stack.get_logical_id(producer.security_group.node.default_child)}
     # no inline rules that could open it to a CIDR
-    assert "SecurityGroupIngress" not in t[cluster_sg]["Properties"]
+    assert "SecurityGroupIngress" not in template(stack).to_json()["Resources"][cluster_sg]["Properties"]
 
 
 def test_grants_are_scoped_to_the_cluster_topic_and_group():
     stack, network, cluster = _cluster()
     fn = _consumer(stack, network)
-    cluster.grant_produce(fn, "clicks")
-    cluster.grant_consume(fn, "clicks", "aggregator")
+    for grant in (cluster.grant_produce(fn, "clicks"), cluster.grant_consume(fn, "clicks", "aggregator"), cluster.grant_bootstrap_brokers(fn)):
+        assert isinstance(grant, iam.Grant) and grant.success
     granted = statements(stack)
     kafka = [s for s in granted if any(a.startswith("kafka-cluster:") for a in actions(s))]
     assert not any(a in ("kafka-cluster:*", "*") for s in kafka for a in actions(s))
@@ -188,12 +207,39 @@ def test_event_source_adds_endpoints_and_lag_alarm_and_failure_queue():
         assert any(f".{service}" in s for s in services), service
     metric_names = {a["Properties"].get("MetricName") for a in resources(stack, "AWS::CloudWatch::Alarm").values()}
     assert "MaxOffsetLag" in metric_names
-    assert source.on_failure_queue.dead_letter_queue is None and source.on_failure_queue.alarms
+    assert source.dead_letter_queue is not None and len(source.alarms) == 2  # the lag alarm and the on-failure queue's
     # the role may send to the on-failure queue and use its key with exact actions
     granted = statements(stack)
     key_actions = {a for s in granted for a in actions(s) if a.startswith("kms:")}
     assert key_actions <= {"kms:GenerateDataKey", "kms:Decrypt"}
-    assert any("sqs:SendMessage" in actions(s) for s in granted)
+    assert {a for s in granted for a in actions(s) if a.startswith("sqs:")} == {"sqs:SendMessage"}  # its async DLQ and the on-failure queue
+
+
+def test_event_source_takes_a_function_imported_with_its_role_and_a_queue_of_yours():
+    from aws_cdk import aws_sqs as sqs
+
+    stack, network, cluster = _cluster()
+    role = iam.Role(stack, "ImportedRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+    consumer = lambda_.Function.from_function_attributes(
+        stack, "Imported", function_arn="arn:aws:lambda:us-east-1:123456789012:function:aggregator", role=role, same_environment=True
+    )
+    dlq = sqs.Queue.from_queue_arn(stack, "Dlq", "arn:aws:sqs:us-east-1:123456789012:aggregator-failures")
+    source = KafkaEventSource(stack, "Source", consumer=consumer, cluster=cluster, topic="clicks", consumer_group="aggregator", dead_letter_queue=dlq)
+    assert source.dead_letter_queue is dlq
+    _, mapping = only(resources(stack, "AWS::Lambda::EventSourceMapping"))
+    assert mapping["Properties"]["FunctionName"] == "aggregator"
+    assert mapping["Properties"]["DestinationConfig"] == {"OnFailure": {"Destination": "arn:aws:sqs:us-east-1:123456789012:aggregator-failures"}}
+    (_, policy) = only(resources(stack, "AWS::IAM::Policy"))
+    sends = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if "sqs:SendMessage" in actions(s)]
+    assert sends == [{"Action": "sqs:SendMessage", "Effect": "Allow", "Resource": "arn:aws:sqs:us-east-1:123456789012:aggregator-failures"}]
+    assert not resources(stack, "AWS::SQS::Queue")
+
+
+def test_fails_when_an_imported_consumer_has_no_role():
+    stack, network, cluster = _cluster()
+    consumer = lambda_.Function.from_function_arn(stack, "Imported", "arn:aws:lambda:us-east-1:123456789012:function:aggregator")
+    with pytest.raises(ValueError, match=r"KafkaEventSource grants to the consumer's role: import the function with its role"):
+        KafkaEventSource(stack, "Source", consumer=consumer, cluster=cluster, topic="clicks", consumer_group="aggregator")
 
 
 def test_endpoints_are_added_once():

@@ -166,7 +166,7 @@ def test_event_source_mapping(engine, dead_letter):
     assert props["Queues"] == ["orders"] and props["BatchSize"] == 20 and props["MaximumBatchingWindowInSeconds"] == 1
     types = [c["Type"] for c in props["SourceAccessConfigurations"]]
     assert types == (["BASIC_AUTH", "VIRTUAL_HOST"] if engine is BrokerEngine.RABBITMQ else ["BASIC_AUTH"])
-    assert source.dead_letter_queue == dead_letter
+    assert source.dead_letter_queue_name == dead_letter
     depth_alarms = [
         a["Properties"] for a in resources(stack, "AWS::CloudWatch::Alarm").values() if a["Properties"].get("MetricName") in ("MessageCount", "QueueSize")
     ]
@@ -186,7 +186,7 @@ def test_event_source_mapping(engine, dead_letter):
     [
         (dict(batch_size=0), "batch_size must be between 1 and 10000"),
         (dict(virtual_host="/other"), "virtual_host applies to RabbitMQ brokers only"),
-        (dict(dead_letter_queue="orders"), "dead_letter_queue must differ"),
+        (dict(dead_letter_queue_name="orders"), "dead_letter_queue_name must differ"),
     ],
 )
 def test_bad_event_source_props_are_refused(options, message):
@@ -281,3 +281,83 @@ def test_fails_when_application_access_is_not_a_plain_queue_on_activemq(engine, 
     _, _, broker = _broker(engine)
     with pytest.raises(ValueError, match=message):
         broker.allow_application(queue, **options)
+
+
+def _thresholds(stack) -> dict[str, float]:
+    """Alarm construct id (last path part of its logical id's prefix) -> threshold."""
+    found = {}
+    for logical_id, alarm in resources(stack, "AWS::CloudWatch::Alarm").items():
+        found[logical_id] = alarm["Properties"]["Threshold"]
+    return found
+
+
+def test_activemq_alarm_thresholds_are_props():
+    stack, _, _ = _broker(BrokerEngine.ACTIVEMQ, cpu_alarm_percent=70, memory_alarm_percent=75, storage_alarm_percent=60, max_connections=50)
+    thresholds = _thresholds(stack)
+    for name, value in (("Cpu", 70), ("Heap", 75), ("Store", 60), ("Connections", 50)):
+        (found,) = [v for k, v in thresholds.items() if k.startswith(f"BrokerInstance1{name}Alarm")]
+        assert found == value, name
+
+
+def test_activemq_alarm_thresholds_default_to_80_percent():
+    stack, _, _ = _broker(BrokerEngine.ACTIVEMQ)
+    thresholds = _thresholds(stack)
+    for name in ("Cpu", "Heap", "Store"):
+        (found,) = [v for k, v in thresholds.items() if k.startswith(f"BrokerInstance1{name}Alarm")]
+        assert found == 80, name
+
+
+def test_rabbitmq_alarm_thresholds_are_props():
+    stack, _, _ = _broker(BrokerEngine.RABBITMQ, cpu_alarm_percent=70, memory_alarm_percent=50, disk_free_alarm_gib=2)
+    thresholds = _thresholds(stack)
+    by_name = {name: next(v for k, v in thresholds.items() if k.startswith(f"Broker{name}Alarm")) for name in ("Cpu", "Memory", "Disk")}
+    assert by_name == {"Cpu": 70, "Memory": pytest.approx(0.5 * 0.4 * 2**30), "Disk": 2 * 2**30}
+
+
+def test_fails_when_an_alarm_percent_is_out_of_range():
+    with pytest.raises(ValueError, match="memory_alarm_percent must be between 1 and 100 %, got 120 %"):
+        _broker(memory_alarm_percent=120)
+
+
+@pytest.mark.parametrize(("profile", "multi_az", "mode"), [("sandbox", None, "SINGLE_INSTANCE"), ("production", False, "SINGLE_INSTANCE")])
+def test_deployment_follows_the_profile_unless_multi_az_is_given(profile, multi_az, mode):
+    stack, _, _ = _broker(BrokerEngine.ACTIVEMQ, profile, multi_az=multi_az)
+    _, resource = only(resources(stack, "AWS::AmazonMQ::Broker"))
+    assert resource["Properties"]["DeploymentMode"] == mode
+
+
+def test_event_source_dead_letter_alarm_threshold_is_a_prop():
+    stack, network, broker = _broker(BrokerEngine.RABBITMQ)
+    MqEventSource(stack, "Source", consumer=_function(stack, network), broker=broker, queue="orders", dead_letter_alarm_threshold=5, max_queue_depth=50)
+    depth = {
+        d["Value"]: a["Properties"]["Threshold"]
+        for a in resources(stack, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("MetricName") == "MessageCount"
+        for d in a["Properties"]["Dimensions"]
+        if d["Name"] == "Queue"
+    }
+    assert depth == {"orders": 50, "orders.dead-letter": 5}
+
+
+def test_event_source_mappings_are_allowed_once_however_many_consumers():
+    stack, network, broker = _broker(BrokerEngine.RABBITMQ)
+    consumer = _function(stack, network)
+    MqEventSource(stack, "A", consumer=consumer, broker=broker, queue="a")
+    MqEventSource(stack, "B", consumer=consumer, broker=broker, queue="b")
+    broker.allow_event_source_mappings()
+    group = stack.get_logical_id(broker.security_group.node.default_child)
+    self_ingress = [
+        r["Properties"]
+        for r in resources(stack, "AWS::EC2::SecurityGroupIngress").values()
+        if r["Properties"]["GroupId"]["Fn::GetAtt"][0] == group and r["Properties"].get("SourceSecurityGroupId", {}).get("Fn::GetAtt", [None])[0] == group
+    ]
+    assert len(self_ingress) == 1 and self_ingress[0]["FromPort"] == 5671
+
+
+def test_fails_when_an_imported_consumer_has_no_role():
+    from aws_cdk import aws_lambda as lambda_
+
+    stack, network, broker = _broker(BrokerEngine.RABBITMQ)
+    consumer = lambda_.Function.from_function_arn(stack, "Imported", "arn:aws:lambda:us-east-1:123456789012:function:consumer")
+    with pytest.raises(ValueError, match="MqEventSource grants to the consumer's role"):
+        MqEventSource(stack, "Source", consumer=consumer, broker=broker, queue="orders")

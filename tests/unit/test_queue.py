@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from aws_cdk import CfnParameter, Duration
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from aws_cdk.assertions import Capture, Match
 
 from messaging_constructs import SecureQueue
@@ -81,10 +84,10 @@ def test_fifo_queue_gets_a_fifo_dlq_and_high_throughput_settings():
     assert source["Properties"]["FifoThroughputLimit"] == "perMessageGroupId"
 
 
-@pytest.mark.parametrize("dead_letter_queue", [True, False])
-def test_queue_names_are_new_for_every_creation_of_the_stack(dead_letter_queue):
+@pytest.mark.parametrize("terminal", [False, True])
+def test_queue_names_are_new_for_every_creation_of_the_stack(terminal):
     """SQS refuses a deleted queue's name for 60 seconds: destroy then deploy must not ask for the same names."""
-    stack, _ = _queue(dead_letter_queue=dead_letter_queue)
+    stack, _ = _queue(terminal=terminal)
     names = [q["Properties"]["QueueName"] for q in resources(stack, "AWS::SQS::Queue").values()]
     first = [evaluate(n) for n in names]
     again = [evaluate(n, {"AWS::StackId": "arn:aws:cloudformation:ap-southeast-5:123456789012:stack/Test/77a0e1b0-982b-11e3-8a9b-0a1b2c3d4e5f"}) for n in names]
@@ -126,12 +129,87 @@ def test_alarms_notify_the_alarm_topic_on_alarm_and_recovery():
 
 
 def test_terminal_queue_has_no_dlq_keeps_14_days_and_alarms_on_any_message():
-    stack, queue = _queue(dead_letter_queue=False)
+    stack, queue = _queue(terminal=True)
     _, props = only(resources(stack, "AWS::SQS::Queue"))
     assert "RedrivePolicy" not in props["Properties"]
     assert props["Properties"]["MessageRetentionPeriod"] == 14 * 86400
     _, alarm = only(resources(stack, "AWS::CloudWatch::Alarm"))
-    assert alarm["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert alarm["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible" and alarm["Properties"]["Threshold"] == 1
+    assert queue.terminal and queue.dead_letter_queue is None
+
+
+def test_dead_letter_alarm_threshold_is_a_prop():
+    stack, _ = _queue(dead_letter_alarm_threshold=10)
+    alarms = {a["Properties"]["MetricName"]: a["Properties"] for a in resources(stack, "AWS::CloudWatch::Alarm").values()}
+    assert alarms["ApproximateNumberOfMessagesVisible"]["Threshold"] == 10
+
+
+def test_a_given_dead_letter_queue_is_used_as_it_is():
+    """A shared terminal queue as the DLQ of two queues: each redrives to it, and it alarms once, on its own."""
+    stack = new_stack()
+    shared = SecureQueue(stack, "Shared", terminal=True)
+    a = SecureQueue(stack, "A", dead_letter_queue=shared, max_receive_count=3)
+    b = SecureQueue(stack, "B", dead_letter_queue=shared.queue)
+    shared_id = stack.get_logical_id(shared.queue.node.default_child)
+    queues = resources(stack, "AWS::SQS::Queue")
+    assert len(queues) == 3
+    for queue, count in ((a, 3), (b, 5)):
+        assert queue.dead_letter_queue is shared.queue
+        redrive = queues[stack.get_logical_id(queue.queue.node.default_child)]["Properties"]["RedrivePolicy"]
+        assert redrive == {"deadLetterTargetArn": {"Fn::GetAtt": [shared_id, "Arn"]}, "maxReceiveCount": count}
+    not_empty = [x for x in resources(stack, "AWS::CloudWatch::Alarm").values() if x["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"]
+    assert len(not_empty) == 1
+
+
+def test_an_imported_queue_can_be_the_dead_letter_queue():
+    stack = new_stack()
+    imported = sqs.Queue.from_queue_arn(stack, "Imported", "arn:aws:sqs:us-east-1:123456789012:shared-dlq")
+    queue = SecureQueue(stack, "A", dead_letter_queue=imported)
+    _, source = only(resources(stack, "AWS::SQS::Queue"))
+    assert source["Properties"]["RedrivePolicy"]["deadLetterTargetArn"] == "arn:aws:sqs:us-east-1:123456789012:shared-dlq"
+    assert queue.dead_letter_queue is imported
+
+
+def test_fails_when_dead_letter_queue_is_a_flag():
+    with pytest.raises(ValueError, match="dead_letter_queue takes a queue or None, got False: .*terminal=True"):
+        _queue(dead_letter_queue=False)
+
+
+def test_fails_when_a_terminal_queue_is_given_a_dead_letter_queue():
+    stack = new_stack()
+    with pytest.raises(ValueError, match="a terminal queue has no dead-letter queue of its own"):
+        SecureQueue(stack, "A", terminal=True, dead_letter_queue=SecureQueue(stack, "B", terminal=True))
+
+
+def test_fails_when_the_dead_letter_queue_is_of_the_other_type():
+    stack = new_stack()
+    with pytest.raises(ValueError, match="a FIFO queue needs a FIFO dead-letter queue"):
+        SecureQueue(stack, "A", fifo=True, dead_letter_queue=SecureQueue(stack, "B", terminal=True))
+
+
+def _granted(stack) -> set[str]:
+    _, policy = only(resources(stack, "AWS::IAM::Policy"))
+    return {a for s in policy["Properties"]["PolicyDocument"]["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+
+
+def test_grant_send_names_exactly_what_aws_documents_for_a_producer():
+    """sqs:SendMessage; kms:GenerateDataKey and kms:Decrypt (SQS key management, "Configure KMS permissions for producers")."""
+    stack, queue = _queue()
+    role = iam.Role(stack, "Producer", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+    grant = queue.grant_send_messages(role)
+    assert isinstance(grant, iam.Grant) and grant.success
+    assert _granted(stack) == {"sqs:SendMessage", "kms:GenerateDataKey", "kms:Decrypt"}
+    _, policy = only(resources(stack, "AWS::IAM::Policy"))
+    resources_by_action = {json.dumps(s["Action"]): s["Resource"] for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+    assert resources_by_action['"sqs:SendMessage"'] == {"Fn::GetAtt": [stack.get_logical_id(queue.queue.node.default_child), "Arn"]}
+    assert resources_by_action['["kms:GenerateDataKey", "kms:Decrypt"]'] == {"Fn::GetAtt": [stack.get_logical_id(queue.key.node.default_child), "Arn"]}
+
+
+@pytest.mark.parametrize("method", ["grant_send_messages", "grant_consume_messages", "grant_redrive"])
+def test_every_grant_returns_an_iam_grant(method):
+    stack, queue = _queue()
+    role = iam.Role(stack, "Principal", assumed_by=iam.AccountRootPrincipal())
+    assert isinstance(getattr(queue, method)(role), iam.Grant)
 
 
 def test_grant_consume_names_exact_actions_and_key_decrypt():
@@ -158,6 +236,7 @@ def test_grant_redrive_allows_message_move_tasks_on_the_dlq_only():
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
     move = next(s for s in statements if "sqs:StartMessageMoveTask" in s["Action"])
     assert move["Resource"] == {"Fn::GetAtt": [stack.get_logical_id(queue.dead_letter_queue.node.default_child), "Arn"]}
+    assert not any(a.endswith("*") for a in _granted(stack))
 
 
 @pytest.mark.parametrize(("profile", "policy"), [("sandbox", "Delete"), ("production", "Retain")])

@@ -34,7 +34,7 @@ def test_schedule_puts_an_event_on_the_bus_encrypted_with_dlq_and_retry_policy()
     assert "KmsKeyArn" in props
     target = props["Target"]
     assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 5}
-    dlq_id = stack.get_logical_id(group.dead_letter_queue.queue.node.default_child)
+    dlq_id = stack.get_logical_id(group.dead_letter_queue.node.default_child)
     assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [dlq_id, "Arn"]}}
     assert target["EventBridgeParameters"] == {"DetailType": "DailyReportRequested", "Source": "blueprints.scheduler"}
     assert json.loads(target["Input"]) == {"version": 1}
@@ -131,7 +131,7 @@ def test_stream_source_bisects_retries_and_dead_letters():
     params = resource["Properties"]["SourceParameters"]["DynamoDBStreamParameters"]
     assert params["OnPartialBatchItemFailure"] == "AUTOMATIC_BISECT"
     assert params["MaximumRetryAttempts"] == 3 and params["MaximumRecordAgeInSeconds"] == 3600
-    assert params["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": [stack.get_logical_id(pipe.dead_letter_queue.queue.node.default_child), "Arn"]}
+    assert params["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": [stack.get_logical_id(pipe.dead_letter_queue.node.default_child), "Arn"]}
 
 
 def test_fails_when_sqs_batch_size_is_above_10():

@@ -52,13 +52,13 @@ def test_every_subscription_gets_its_own_dead_letter_queue():
     subscriptions = resources(stack, "AWS::SNS::Subscription")
     targets = {s["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0] for s in subscriptions.values()}
     assert len(subscriptions) == 2 and len(targets) == 2
-    assert targets == {stack.get_logical_id(q.queue.node.default_child) for q in topic.subscription_dead_letter_queues}
+    assert targets == {stack.get_logical_id(q.node.default_child) for q in topic.subscription_dead_letter_queues}
 
 
 def test_subscription_dlq_alarms_on_any_message():
     stack, topic = _topic()
     dlq = topic.subscribe_queue(SecureQueue(stack, "A"))
-    dimension = {"Fn::GetAtt": [stack.get_logical_id(dlq.queue.node.default_child), "QueueName"]}
+    dimension = {"Fn::GetAtt": [stack.get_logical_id(dlq.node.default_child), "QueueName"]}
     template(stack).has_resource_properties(
         "AWS::CloudWatch::Alarm",
         {"MetricName": "ApproximateNumberOfMessagesVisible", "Threshold": 1, "Dimensions": [{"Name": "QueueName", "Value": dimension}]},
@@ -123,7 +123,7 @@ def test_fifo_topic_subscribes_fifo_queue_with_fifo_dlq():
     topic.subscribe_queue(SecureQueue(stack, "Ledger", fifo=True))
     template(stack).has_resource_properties("AWS::SNS::Topic", {"FifoTopic": True})
     dlq = topic.subscription_dead_letter_queues[0]
-    assert resources(stack, "AWS::SQS::Queue")[stack.get_logical_id(dlq.queue.node.default_child)]["Properties"]["FifoQueue"] is True
+    assert resources(stack, "AWS::SQS::Queue")[stack.get_logical_id(dlq.node.default_child)]["Properties"]["FifoQueue"] is True
 
 
 def test_grant_publish_names_exact_actions():

@@ -1,16 +1,24 @@
 """Compliance acknowledgements: every accepted cdk-nag finding, in one place.
 
-Each acknowledgement names one exact finding id (rule and, for multi-finding
-rules, the action or resource), the construct it applies to, and the reason.
-They fall in four kinds only:
+Each function is named after the rule it acknowledges (``serverless_sqs_redrive_policy``
+for ``Serverless-SQSRedrivePolicy``, ``aws_solutions_sqs3`` for ``AwsSolutions-SQS3``;
+a rule that several packs share, such as ``LambdaInsideVPC``, by the rule alone), is
+applied by the construct that needs it, and names one exact finding id (rule and, for
+multi-finding rules, the action or resource), the construct it applies to, and the
+reason. They fall in four kinds only:
 
 - ``RULE_DEFECT``: the rule misjudges a correct configuration;
 - ``AWS_REQUIRED``: a wildcard that AWS itself requires;
 - ``SANDBOX_COST``: a cost or teardown choice of the sandbox profile only;
 - ``NOT_OFFERED``: the control the rule asks for does not exist for the service.
 
-Each acknowledgement is also recorded as construct metadata so that the
-compliance report can list it with its reason.
+Each acknowledgement is also recorded as construct metadata
+(``ACKNOWLEDGEMENT_METADATA``) so that the compliance report can list it with
+its reason. With the context value ``messaging-blueprints:acknowledge`` set to
+``false`` they are recorded but not applied, which shows what each one hides.
+
+Use them in your own constructs when the same reason holds, e.g.
+``acknowledgements.aws_solutions_sqs3(queue, "dead-letter queue of my pipe")``.
 """
 
 from __future__ import annotations
@@ -28,6 +36,29 @@ ACKNOWLEDGEMENT_METADATA = "messaging-blueprints:acknowledgement"
 #: show what each one hides (used by the tests).
 ACKNOWLEDGE_CONTEXT_KEY = "messaging-blueprints:acknowledge"
 
+__all__ = [
+    "ACKNOWLEDGEMENT_METADATA",
+    "ACKNOWLEDGE_CONTEXT_KEY",
+    "AWS_REQUIRED",
+    "NOT_OFFERED",
+    "RULE_DEFECT",
+    "SANDBOX_COST",
+    "acknowledge",
+    "aws_solutions_iam4_backup_service_role",
+    "aws_solutions_iam5_any_resource",
+    "aws_solutions_iam5_log_group_arn_suffix",
+    "aws_solutions_iam5_sns_delivery_log_streams",
+    "aws_solutions_sqs3",
+    "dynamodb_in_backup_plan",
+    "lambda_concurrency",
+    "lambda_inside_vpc",
+    "secrets_manager_rotation_enabled",
+    "serverless_lambda_async_failure_destination",
+    "serverless_lambda_event_source_mapping_destination_mq",
+    "serverless_lambda_event_source_mapping_destination_sqs",
+    "serverless_sqs_redrive_policy",
+]
+
 RULE_DEFECT = "rule defect"
 AWS_REQUIRED = "wildcard AWS requires"
 SANDBOX_COST = "sandbox cost choice"
@@ -44,8 +75,8 @@ def acknowledge(scope: IConstruct, finding_id: str, kind: str, reason: str) -> N
 # --- SQS -----------------------------------------------------------------
 
 
-def terminal_queue(queue: IConstruct) -> None:
-    """A dead-letter destination has no dead-letter queue of its own."""
+def serverless_sqs_redrive_policy(queue: IConstruct) -> None:
+    """``Serverless-SQSRedrivePolicy`` (rule defect): a dead-letter destination has no dead-letter queue of its own."""
     acknowledge(
         queue,
         "Serverless-SQSRedrivePolicy",
@@ -54,8 +85,8 @@ def terminal_queue(queue: IConstruct) -> None:
     )
 
 
-def dead_letter_destination(queue: IConstruct, role: str) -> None:
-    """A DLQ that no queue's redrive policy names is not seen as a DLQ by the rule.
+def aws_solutions_sqs3(queue: IConstruct, role: str) -> None:
+    """``AwsSolutions-SQS3`` (rule defect): a DLQ that no queue's redrive policy names is not seen as a DLQ by the rule.
 
     :param role: what the queue is, e.g. "dead-letter queue of an SNS subscription".
     """
@@ -70,7 +101,8 @@ def dead_letter_destination(queue: IConstruct, role: str) -> None:
 # --- Lambda ----------------------------------------------------------------
 
 
-def xray_wildcard(policy: IConstruct) -> None:
+def aws_solutions_iam5_any_resource(policy: IConstruct) -> None:
+    """``AwsSolutions-IAM5[Resource::*]`` (wildcard AWS requires): X-Ray and network-interface actions take no resource ARN."""
     acknowledge(
         policy,
         "AwsSolutions-IAM5[Resource::*]",
@@ -80,7 +112,8 @@ def xray_wildcard(policy: IConstruct) -> None:
     )
 
 
-def sqs_event_source_destination(function: IConstruct) -> None:
+def serverless_lambda_event_source_mapping_destination_sqs(function: IConstruct) -> None:
+    """``Serverless-LambdaEventSourceMappingDestination`` (rule defect) for SQS sources, which take no on-failure destination."""
     acknowledge(
         function,
         "Serverless-LambdaEventSourceMappingDestination",
@@ -89,7 +122,8 @@ def sqs_event_source_destination(function: IConstruct) -> None:
     )
 
 
-def mq_event_source_destination(mapping: IConstruct) -> None:
+def serverless_lambda_event_source_mapping_destination_mq(mapping: IConstruct) -> None:
+    """``Serverless-LambdaEventSourceMappingDestination`` (rule defect) for Amazon MQ sources, which take no on-failure destination."""
     acknowledge(
         mapping,
         "Serverless-LambdaEventSourceMappingDestination",
@@ -99,7 +133,8 @@ def mq_event_source_destination(mapping: IConstruct) -> None:
     )
 
 
-def function_outside_vpc(function: IConstruct) -> None:
+def lambda_inside_vpc(function: IConstruct) -> None:
+    """``LambdaInsideVPC`` of the HIPAA, NIST and PCI packs (sandbox cost): sandbox functions run outside a VPC."""
     for pack in ("HIPAA.Security", "NIST.800.53.R5", "PCI.DSS.321"):
         acknowledge(
             function,
@@ -109,7 +144,8 @@ def function_outside_vpc(function: IConstruct) -> None:
         )
 
 
-def function_without_reserved_concurrency(function: IConstruct) -> None:
+def lambda_concurrency(function: IConstruct) -> None:
+    """``LambdaConcurrency`` of the HIPAA and NIST packs (sandbox cost): sandbox functions reserve no concurrency."""
     for pack in ("HIPAA.Security", "NIST.800.53.R5"):
         acknowledge(
             function,
@@ -122,7 +158,8 @@ def function_without_reserved_concurrency(function: IConstruct) -> None:
 # --- DynamoDB ----------------------------------------------------------------
 
 
-def table_without_backup_plan(table: IConstruct) -> None:
+def dynamodb_in_backup_plan(table: IConstruct) -> None:
+    """``DynamoDBInBackupPlan`` of the HIPAA and NIST packs (sandbox cost): sandbox tables rely on point-in-time recovery."""
     for pack in ("HIPAA.Security", "NIST.800.53.R5"):
         acknowledge(
             table,
@@ -134,7 +171,8 @@ def table_without_backup_plan(table: IConstruct) -> None:
         )
 
 
-def async_dead_letter_queue(function: IConstruct) -> None:
+def serverless_lambda_async_failure_destination(function: IConstruct) -> None:
+    """``Serverless-LambdaAsyncFailureDestination`` (rule defect): failed asynchronous events go to a dead-letter queue instead."""
     acknowledge(
         function,
         "Serverless-LambdaAsyncFailureDestination",
@@ -148,8 +186,8 @@ def async_dead_letter_queue(function: IConstruct) -> None:
 # --- SNS -------------------------------------------------------------------
 
 
-def delivery_log_streams(policy: IConstruct, topic: "sns.Topic") -> None:
-    """The delivery-status role writes log streams it cannot name in advance."""
+def aws_solutions_iam5_sns_delivery_log_streams(policy: IConstruct, topic: "sns.Topic") -> None:
+    """``AwsSolutions-IAM5[Resource::<log group>:*]`` (wildcard AWS requires): the delivery-status role writes log streams it cannot name in advance."""
     logical_id = Stack.of(topic).get_logical_id(topic.node.default_child)
     base = f"arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:sns/<AWS::Region>/<AWS::AccountId>/<{logical_id}.TopicName>"
     for group in (base, f"{base}/Failure"):
@@ -161,8 +199,9 @@ def delivery_log_streams(policy: IConstruct, topic: "sns.Topic") -> None:
         )
 
 
-def log_group_arn_suffix(policy: IConstruct, log_group_arns: "list[str]") -> None:
-    """A log group's ``:*`` ARN, which CloudWatch Logs checks some log-group actions against, names one group only."""
+def aws_solutions_iam5_log_group_arn_suffix(policy: IConstruct, log_group_arns: "list[str]") -> None:
+    """``AwsSolutions-IAM5[Resource::<log group ARN>:*]`` (wildcard AWS requires): a log group's ``:*`` ARN, which CloudWatch
+    Logs checks some log-group actions against, names one group only."""
     stack = Stack.of(policy)
     for arn in log_group_arns:
         acknowledge(
@@ -190,7 +229,8 @@ def _as_nag_renders(stack: Stack, value: str) -> str:
     return "".join(rendered)
 
 
-def backup_service_role(selection: IConstruct) -> None:
+def aws_solutions_iam4_backup_service_role(selection: IConstruct) -> None:
+    """``AwsSolutions-IAM4[Policy::...AWSBackupServiceRolePolicyForBackup]`` (wildcard AWS requires): AWS Backup's own service-role policy."""
     acknowledge(
         selection,
         "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForBackup]",
@@ -202,8 +242,9 @@ def backup_service_role(selection: IConstruct) -> None:
 # --- Amazon MQ --------------------------------------------------------------
 
 
-def broker_secrets_without_rotation(secrets) -> None:
-    """Amazon MQ has no rotation integration with Secrets Manager."""
+def secrets_manager_rotation_enabled(secrets) -> None:
+    """``AwsSolutions-SMG4`` and the HIPAA and NIST ``SecretsManagerRotationEnabled`` (not offered): Amazon MQ has no rotation
+    integration with Secrets Manager."""
     for secret in secrets:
         for finding_id in ("AwsSolutions-SMG4", "HIPAA.Security-SecretsManagerRotationEnabled", "NIST.800.53.R5-SecretsManagerRotationEnabled"):
             acknowledge(
