@@ -14,6 +14,12 @@ exchange, timed from the first publish to the moment the broker has them:
 - ``confirm batch N``: SelectConnection (pika's asynchronous adapter) in
   confirm mode; N messages are published, then all their confirms awaited
   (the broker acknowledges several at once with ``multiple``), then the next N.
+- ``shipment_publisher``: the function itself (``lambdas/shipment_publisher``),
+  invoked with requests of 100 updates (its maximum) on the connection it keeps
+  across invocations (``messaging_runtime.amqp``): a topic exchange bound to the
+  queue, ``mandatory``, a confirm per message, and the check of the kept
+  connection before each publish. Its bodies are the updates' JSON (about 150
+  bytes), not padded to 300. Its broker secret is in moto's Secrets Manager.
 
 Every mode runs against a classic durable queue and a quorum queue (the type
 the blueprint declares), in rounds that alternate the modes; the figures are
@@ -22,12 +28,14 @@ type. Connection set-up is outside the clock. Printed only; tests assert none
 of it.
 
 Needs the local broker (``scripts/start_rabbitmq.sh``); connects as guest to
-``/`` on 127.0.0.1:5672 and deletes the queues it declares.
+``/`` on 127.0.0.1:5672 and deletes the queues and exchanges it declares.
 
 Run from the repository root: ``python benchmarks/amqp_publish_rate.py [--messages 5000] [--rounds 3]``.
 """
 
 import argparse
+import contextlib
+import itertools
 import json
 import os
 import platform
@@ -35,6 +43,7 @@ import statistics
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import pika
 import pika.exceptions
@@ -42,6 +51,7 @@ from pika.spec import Basic
 
 BODY_BYTES = 300
 BATCH_SIZES = (100, 1_000)
+UPDATES_PER_REQUEST = 100  # the shipment publisher's maximum
 
 
 def parameters(host: str, port: int) -> pika.ConnectionParameters:
@@ -165,6 +175,38 @@ def confirm_batch(batch: int):
     return run
 
 
+def shipment_publisher(host: str, port: int, exchange: str):
+    """The shipment publisher function, imported for one exchange, publishing as guest; its connection is made before the clock starts."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import boto3
+    from _lambda_env import Context, load_handler, prepare_environment
+
+    prepare_environment(POWERTOOLS_SERVICE_NAME="exercise05-benchmark", POWERTOOLS_METRICS_NAMESPACE="Exercise05Benchmark")
+    secret = boto3.client("secretsmanager").create_secret(Name=f"bench/{exchange}", SecretString=json.dumps({"username": "guest", "password": "guest"}))
+    os.environ.update(BROKER_HOST=host, BROKER_PORT=str(port), BROKER_TLS="false", VIRTUAL_HOST="/", BROKER_SECRET_ARN=secret["ARN"], EXCHANGE_NAME=exchange)
+    # Powertools' Logger takes the stream it writes to when the function is imported: import it with stdout going nowhere.
+    sink = open(os.devnull, "w")  # noqa: SIM115 - open for as long as the function logs
+    with contextlib.redirect_stdout(sink):
+        module = load_handler("shipment_publisher", f"benchmark_shipment_publisher_{exchange.replace('-', '_')}")
+    numbers = iter(range(10**9))
+
+    def request(count: int) -> dict:
+        return {"shipments": [{"schema_version": 1, "shipment_id": f"s-{n:09d}", "order_id": f"o-{n:09d}", "status": "shipped",
+                               "occurred_at": "2025-03-14T09:26:53Z", "carrier": "DHL"} for n in itertools.islice(numbers, count)]}  # fmt: skip
+
+    def run(params: pika.ConnectionParameters, queue: str, bodies: list[bytes]) -> float:
+        requests = [request(min(UPDATES_PER_REQUEST, len(bodies) - start)) for start in range(0, len(bodies), UPDATES_PER_REQUEST)]
+        with contextlib.redirect_stdout(sink):  # the function's metrics
+            started = time.perf_counter()
+            for each in requests:
+                module.lambda_handler(each, Context())
+            return time.perf_counter() - started
+
+    with contextlib.redirect_stdout(sink):
+        module.lambda_handler(request(1), Context())  # connects: set-up is outside the clock, as for the other modes
+    return module, run
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=5_000)
@@ -184,29 +226,44 @@ def main() -> int:
     version = version.decode() if isinstance(version, bytes) else version
     admin = probe.channel()
 
+    from moto import mock_aws
+
     modes = [("no confirms", no_confirms), ("confirm each", confirm_each)] + [(f"confirm batch {size}", confirm_batch(size)) for size in BATCH_SIZES]
+    modes.append(("shipment_publisher", None))
     queue_types = ("classic", "quorum")
     bodies = [message_body(i) for i in range(args.messages)]
     queues = {kind: f"bench-publish-{kind}-{uuid.uuid4().hex[:8]}" for kind in queue_types}
     seconds: dict[tuple[str, str], list[float]] = {(kind, mode): [] for kind in queue_types for mode, _ in modes}
+    functions = {}
+    aws = mock_aws()
+    aws.start()
     try:
         for kind, queue in queues.items():
             admin.queue_declare(queue, durable=True, arguments={"x-queue-type": kind})
+            admin.exchange_declare(f"{queue}-shipments", exchange_type="topic", durable=False, auto_delete=False)
+            admin.queue_bind(queue, f"{queue}-shipments", routing_key="shipment.#")
+            functions[kind] = shipment_publisher(args.host, args.port, f"{queue}-shipments")
+            admin.queue_purge(queue)
         for _ in range(args.rounds):
             for kind, queue in queues.items():
                 for mode, run in modes:
+                    run = run or functions[kind][1]
                     seconds[(kind, mode)].append(run(params, queue, bodies))
                     on_queue = admin.queue_declare(queue, passive=True).method.message_count
                     if on_queue != args.messages:
                         raise RuntimeError(f"{mode} on the {kind} queue: {on_queue} of {args.messages} messages on the queue")
                     admin.queue_purge(queue)
     finally:
+        for module, _ in functions.values():
+            module.broker.close()
         for queue in queues.values():
             try:
                 admin.queue_delete(queue)
+                admin.exchange_delete(f"{queue}-shipments")
             except pika.exceptions.AMQPError:
                 pass
         probe.close()
+        aws.stop()
 
     print(f"Persistent {BODY_BYTES}-byte messages to one durable queue, {args.messages:,} per round, median of {args.rounds} rounds")
     print(f"RabbitMQ {version} on {args.host}:{args.port}; Python {platform.python_version()}, pika {pika.__version__}, {os.cpu_count()} CPUs")
@@ -219,6 +276,7 @@ def main() -> int:
             print(f"{kind:<8} {mode:<20} {median:>8.3f} {args.messages / median:>9,.0f} {baseline / median:>14.2f}x")
     print()
     print("vs no confirms: the mode's rate divided by the no-confirm rate on the same queue type (1.00x = as fast).")
+    print(f"shipment_publisher: the function, {UPDATES_PER_REQUEST} updates per invocation, a confirm per message (mandatory, to a topic exchange).")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The account command handler against moto's in-process DynamoDB: CPU per command, and reads per command by snapshot frequency.
+"""Exercise 04 figures: the command handler's CPU and reads per command, and the projection's CPU per stream record.
 
 (a) CPU time per deposit command (``time.process_time``) through the
     handler, against two baselines run in the same round:
@@ -20,7 +20,18 @@
     snapshots. The counts are exact, not timed; the snapshot items written
     per 250 events are the price paid for them.
 
-The handler runs as in Lambda minus the network: Logger and Metrics do their
+(c) CPU time per DynamoDB stream record of the projection (``account_projection``,
+    the read model consumer), against the floor of the stream image's own
+    decode: ``TypeDeserializer`` over each record's ``NewImage``. The records
+    are the INSERTs of event items as the command handler writes them (1,000
+    accounts, mostly deposits), in the shape Lambda delivers; each round uses
+    newer versions, so every event is applied (no stale path). The table
+    gives the medians of per-round figures, as in ``kafka_consumer_cpu.py``:
+    once with the read model's DynamoDB client replaced by an in-memory fake
+    that keeps each account's version and checks the projection's version
+    condition (the handler's own cost), once on moto's in-process DynamoDB.
+
+The handlers run as in Lambda minus the network: Logger and Metrics do their
 full work, their output goes to /dev/null, and tracing is off.
 
 Run from the repository root: ``python benchmarks/event_store_commands.py``.
@@ -32,11 +43,13 @@ import os
 import statistics
 import sys
 import time
+import uuid
 import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _lambda_env import Context, load_function, prepare_environment  # noqa: E402
+from boto3.dynamodb.types import TypeDeserializer  # noqa: E402
 
 TABLE = "benchmark-event-store"
 ROUNDS = 5
@@ -44,11 +57,20 @@ COMMANDS_PER_ROUND = 100
 HISTORY = 200  # events before the measured commands in (b)
 MEASURED = 50
 SNAPSHOT_SETTINGS = (0, 5, 20, 100)
+READ_MODEL = "benchmark-read-model"
+PROJECTION_ROUNDS = 5
+PROJECTION_MOTO_ROUNDS = 3
+PROJECTION_RECORDS = 10_000  # per round: batches until this many records
+PROJECTION_MOTO_RECORDS = 1_000  # moto's UpdateItem costs a millisecond or more
+PROJECTION_BATCH_SIZES = (100, 1_000)
+ACCOUNTS = 1_000
+TARGET_RATIO = 3
 
 prepare_environment(
     POWERTOOLS_SERVICE_NAME="exercise04-benchmark",
     POWERTOOLS_METRICS_NAMESPACE="Exercise04Benchmark",
     EVENT_STORE_TABLE=TABLE,
+    READ_MODEL_TABLE=READ_MODEL,
 )
 
 
@@ -210,6 +232,118 @@ def reads_per_command(dynamodb, every):
     )
 
 
+# --- (c) the projection: CPU per stream record ------------------------------------------------
+
+_versions = dict.fromkeys(range(ACCOUNTS), 0)
+_sequence = itertools.count(4_100_000_000_000_000_000_001)
+
+
+def stream_event(size):
+    """A DynamoDB stream event of ``size`` INSERTs of event items, each account's versions going on from the last event's."""
+    records = []
+    for index in range(size):
+        account = (index * 7919) % ACCOUNTS
+        _versions[account] += 1
+        version = _versions[account]
+        kind = "AccountOpened" if version == 1 else ("MoneyWithdrawn" if version % 4 == 0 else "MoneyDeposited")
+        data = {"owner": {"S": "Benchmark Owner"}} if version == 1 else {"amount": {"N": "12.5"}}
+        image = {
+            "aggregate_id": {"S": f"acc-{account:05d}"},
+            "version": {"N": str(version)},
+            "kind": {"S": "event"},
+            "type": {"S": kind},
+            "data": {"M": data},
+            "balance": {"N": str(1000 + version)},
+            "status": {"S": "open"},
+            "owner": {"S": "Benchmark Owner"},
+            "occurred_at": {"S": "2025-03-14T09:26:53.589+00:00"},
+            "command_id": {"S": str(uuid.uuid4())},
+        }
+        keys = {"aggregate_id": image["aggregate_id"], "version": image["version"]}
+        stream = {"ApproximateCreationDateTime": 1741944413, "Keys": keys, "NewImage": image, "SequenceNumber": str(next(_sequence)), "SizeBytes": 300}
+        records.append(
+            {
+                "eventID": uuid.uuid4().hex,
+                "eventName": "INSERT",
+                "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb",
+                "awsRegion": "us-east-1",
+                "dynamodb": {**stream, "StreamViewType": "NEW_IMAGE"},
+                "eventSourceARN": f"arn:aws:dynamodb:us-east-1:123456789012:table/{TABLE}/stream/2025-01-01T00:00:00.000",
+            }
+        )
+    return {"Records": records}
+
+
+_deserialize = TypeDeserializer().deserialize
+
+
+def decode_images(event):
+    """The floor: the stream image's own decode, as plain values."""
+    for record in event["Records"]:
+        {name: _deserialize(value) for name, value in record["dynamodb"]["NewImage"].items()}
+
+
+class FakeReadModel:
+    """UpdateItem in memory with the projection's condition (an older version or none): what it sends DynamoDB, minus the network."""
+
+    def __init__(self):
+        self.versions = {}
+
+    def update_item(self, *, Key, ExpressionAttributeValues, **_):  # noqa: N803 - boto3's names
+        from botocore.exceptions import ClientError
+
+        account, version = Key["account_id"]["S"], int(ExpressionAttributeValues[":version"]["N"])
+        if self.versions.get(account, 0) >= version:
+            raise ClientError({"Error": {"Code": "ConditionalCheckFailedException"}}, "UpdateItem")
+        self.versions[account] = version
+        return {}
+
+
+def per_record_us(events, run):
+    records = sum(len(event["Records"]) for event in events)
+    start = time.process_time()
+    for event in events:
+        run(event)
+    return (time.process_time() - start) / records * 1e6
+
+
+def measure_projection(label, module, batch_size, rounds, records_per_round):
+    context = Context()
+
+    def run_handler(event):
+        response = module.lambda_handler(event, context)
+        if response["batchItemFailures"]:
+            raise RuntimeError(f"{label}: unexpected failures {response['batchItemFailures'][:3]}")
+
+    module.lambda_handler(stream_event(10), context)  # past the cold start
+    handler_us, floor_us, ratios = [], [], []
+    for _ in range(rounds):
+        events = [stream_event(batch_size) for _ in range(max(1, records_per_round // batch_size))]
+        handler = per_record_us(events, run_handler)
+        floor = per_record_us(events, decode_images)
+        handler_us.append(handler)
+        floor_us.append(floor)
+        ratios.append(handler / floor)
+    return label, batch_size, statistics.median(handler_us), statistics.median(floor_us), statistics.median(ratios)
+
+
+def projection_rows(dynamodb):
+    dynamodb.create_table(
+        TableName=READ_MODEL,
+        AttributeDefinitions=[{"AttributeName": "account_id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "account_id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    projection = load_function("account_projection", "benchmark_account_projection")
+    moto_client = projection.dynamodb
+    projection.dynamodb = FakeReadModel()
+    rows = [measure_projection("in-memory fake DynamoDB", projection, size, PROJECTION_ROUNDS, PROJECTION_RECORDS) for size in PROJECTION_BATCH_SIZES]
+    projection.dynamodb = moto_client
+    rows.append(measure_projection("moto DynamoDB (in process)", projection, 100, PROJECTION_MOTO_ROUNDS, PROJECTION_MOTO_RECORDS))
+    return rows
+
+
 def main():
     from moto import mock_aws
 
@@ -221,6 +355,7 @@ def main():
             warnings.simplefilter("ignore")
             cpu = cpu_per_command(dynamodb)
             reads = [reads_per_command(dynamodb, every) for every in SNAPSHOT_SETTINGS]
+            projection = projection_rows(dynamodb)
 
     handler, put, calls, ratio_put, ratio_calls = cpu
     print(f"(a) CPU time per deposit command, median of {ROUNDS} rounds of {COMMANDS_PER_ROUND} (moto in-process DynamoDB, SNAPSHOT_EVERY=5)")
@@ -237,6 +372,18 @@ def main():
     for every, items, events, most, snapshots in reads:
         label = "0 (never)" if every == 0 else str(every)
         print(f"{label:>14} {items:>17.1f} {events:>18.1f} {most:>17} {snapshots:>26}")
+    print()
+    print(
+        f"(c) account_projection: CPU time per stream record, median of {PROJECTION_ROUNDS} rounds ({PROJECTION_MOTO_ROUNDS} on moto); "
+        f"{ACCOUNTS:,} accounts; floor = TypeDeserializer over each NewImage"
+    )
+    header = f"{'run':28} {'batch':>6} {'handler us':>11} {'floor us':>9} {'ratio':>8}"
+    print(header)
+    print("-" * len(header))
+    for label, size, handler, floor, ratio in projection:
+        print(f"{label:28} {size:>6} {handler:>11.1f} {floor:>9.2f} {ratio:>8.1f}")
+    ratio = next(row[4] for row in projection if row[0].startswith("in-memory") and row[1] == 100)
+    print(f"projection at batch 100, DynamoDB faked in memory: {ratio:.1f} x the decode floor (target: at most {TARGET_RATIO} x)")
 
 
 if __name__ == "__main__":

@@ -1,60 +1,60 @@
-"""CPU time per message of the Amazon MQ consumers, against the cost of only decoding the messages.
+"""The Amazon MQ consumers: CPU per message against the decode floor, and AWS calls per 1,000 messages against the batching floor.
 
-Two handlers, in the event shapes Lambda's Amazon MQ event source mappings
-deliver:
+Two handlers, on events in the shapes Lambda's Amazon MQ event source mappings deliver:
 
-- ``shipment_consumer`` (RabbitMQ): shipment updates for 50 shipments, each
-  one later than the last for its shipment, one in five ``delayed``; so every
-  update is recorded with a conditional write and one in five is also put on
-  the event bus.
-- ``invoice_consumer`` (ActiveMQ): invoice events, each a new business event
-  (new invoice id), all forwarded to the event bus through Powertools
-  idempotency.
+- ``shipment_consumer`` (RabbitMQ): updates of 50 shipments, each later than the last for its
+  shipment, one in five ``delayed``: every update is written (one conditional UpdateItem each) and
+  one in five is bridged to the bus (PutEvents, 10 per call; one UpdateItem per delay after);
+- ``invoice_consumer`` (ActiveMQ): invoice events, each a new business event, every one forwarded
+  to the bus (PutEvents, 10 per call) through its Powertools idempotency record.
 
-For each batch size, the same events are run through the handler and through
-a loop that does nothing but ``json.loads(base64.b64decode(data))`` for each
-message (the decode floor), in the same process, one after the other,
-several rounds; the table gives the medians in microseconds of CPU time
-(``time.process_time``) per message and the median of the per-round ratios
-handler/floor.
+CPU: for each batch size the same events go through the handler and through a loop that only
+does ``json.loads(base64.b64decode(data))`` per message (the decode floor), in the same process,
+one after the other, several rounds; the table gives the medians, in microseconds of CPU time
+(``time.process_time``) per message, and the median of the per-round ratios handler/floor. The
+target is at most 3x at batch 100. The handlers run as in Lambda minus the network: Logger,
+Metrics, the idempotency utility and the contracts do their full work, their output goes to
+/dev/null, tracing is off. AWS is either small in-memory fakes with the same semantics
+(conditional writes, sets, the idempotency record's condition), which shows the handler's own
+cost, or moto's in-process emulators through boto3 (botocore's client-side work and moto's own,
+far above a real call's client-side cost). A second table splits the faked run at batch 100 into
+the runtime's and the contract's share (decoding the event, reading the body with the contract,
+``process_batch`` reporting) and what is left for the handler's own effect.
 
-The handlers run as in Lambda minus the network: Logger, Metrics, the
-idempotency utility and the Pydantic models do their full work, their output
-goes to /dev/null, and tracing is off. Each handler runs twice:
-
-- ``moto``: DynamoDB and EventBridge are moto's in-process emulators,
-  reached through boto3 (no rule on the bus, so no delivery to targets is
-  counted). The figure includes botocore's client-side work and moto's own
-  cost, which is far above a real service call's client-side cost.
-- ``in-memory fake``: the boto3 clients are replaced by small in-memory
-  objects that keep the same semantics (conditional writes, sets, the
-  idempotency record's condition), which shows the handler's own cost.
+AWS calls: 1,000 messages in batches of 100 through moto, every call counted with botocore's
+``before-call`` event, against the floor: for PutEvents one call per 10 events, for the writes
+one per message (a conditional write cannot be batched: BatchWriteItem takes no condition).
 
 Run from the repository root: ``python benchmarks/mq_consumer_cpu.py``.
 """
 
 import base64
 import contextlib
+import gc
 import itertools
 import json
+import math
 import os
 import statistics
 import sys
 import time
 import uuid
 import warnings
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _lambda_env import Context, load_handler, prepare_environment  # noqa: E402
+from _lambda_env import Context, load_function, prepare_environment  # noqa: E402
 
 ROUNDS = 5
 MOTO_ROUNDS = 3
 MESSAGES_PER_ROUND = 2_000  # each round runs batches until it has handled this many messages
-MOTO_MESSAGES_PER_ROUND = 1_000
-BATCH_SIZES = (10, 1_000)
+MOTO_MESSAGES_PER_ROUND = 500
+BATCH_SIZES = (10, 100, 1_000)
+TARGET_BATCH = 100
+API_MESSAGES = 1_000
 SHIPMENTS = 50
 STATUSES = ("picked", "packed", "shipped", "delayed", "delivered")
 
@@ -75,7 +75,7 @@ _shipment_ids = [f"s-{uuid.uuid4().hex[:12]}" for _ in range(SHIPMENTS)]
 
 
 def shipment_body(index):
-    """A shipment update later than every earlier one."""
+    """A shipment update later than every earlier one; every fifth is a delay."""
     moment = _start + timedelta(milliseconds=next(_ticks))
     update = {
         "schema_version": 1,
@@ -183,33 +183,30 @@ def _condition_failed(exceptions, item, operation):
 
 
 class FakeShipmentsTable:
-    """The two UpdateItem calls the shipment consumer makes, with their conditions, on a dict."""
+    """The shipment table's two UpdateItem calls, with their condition and sets, on a dict."""
 
     def __init__(self):
         self.items = {}
         self.exceptions = _fake_exceptions()
 
-    def update_item(self, *, Key, UpdateExpression, ExpressionAttributeValues, ConditionExpression=None, **_):
-        key = Key["shipment_id"]["S"]
-        values = ExpressionAttributeValues
-        item = self.items.get(key)
+    def update_item(self, *, Key, UpdateExpression, ExpressionAttributeValues, **_):
+        key, values = Key["shipment_id"]["S"], ExpressionAttributeValues
+        old = self.items.get(key)
         if UpdateExpression.startswith("DELETE"):
-            left = set(item.get("unbridged_delays", {}).get("SS", [])) - set(values[":delay"]["SS"]) if item else set()
+            left = set(old.get("unbridged_delays", {}).get("SS", [])) - set(values[":delay"]["SS"]) if old else set()
             if left:
-                item["unbridged_delays"] = {"SS": sorted(left)}
-            elif item:
-                item.pop("unbridged_delays", None)  # DynamoDB removes a set left empty
+                old["unbridged_delays"] = {"SS": sorted(left)}
+            elif old:
+                old.pop("unbridged_delays", None)  # DynamoDB removes a set left empty
             return {}
-        if item is not None and not item["occurred_at"]["S"] < values[":occurred_at"]["S"]:
-            raise _condition_failed(self.exceptions, item, "UpdateItem")
-        item = dict(item or Key)
-        for name in ("order_id", "status", "occurred_at", "message_id", "carrier"):
-            if f":{name}" in values:
-                item[name] = values[f":{name}"]
+        if old is not None and not old.get("update_key", {"S": ""})["S"] < values[":update_key"]["S"]:
+            raise _condition_failed(self.exceptions, old, "UpdateItem")
+        item = dict(old or Key)
+        item.update((placeholder[1:], value) for placeholder, value in values.items() if placeholder != ":delay")
         if ":delay" in values:
             item["unbridged_delays"] = {"SS": sorted(set(item.get("unbridged_delays", {}).get("SS", [])) | set(values[":delay"]["SS"]))}
         self.items[key] = item
-        return {}
+        return {"Attributes": old} if old else {}
 
 
 class FakeIdempotencyTable:
@@ -247,14 +244,17 @@ class FakeIdempotencyTable:
 
 
 class FakeEventBridge:
-    """PutEvents that takes every entry and keeps it."""
-
-    def __init__(self):
-        self.entries = []
+    """PutEvents that takes every entry."""
 
     def put_events(self, *, Entries):
-        self.entries.extend(Entries)
         return {"FailedEntryCount": 0, "Entries": [{"EventId": str(uuid.uuid4())} for _ in Entries]}
+
+
+def use_fakes(handlers):
+    handlers["shipment_consumer"].shipment_table.dynamodb = FakeShipmentsTable()
+    handlers["invoice_consumer"].persistence_layer.client = FakeIdempotencyTable()
+    for module in handlers.values():
+        module.bus.client = FakeEventBridge()
 
 
 # --- measuring -------------------------------------------------------------------------
@@ -268,7 +268,15 @@ def cpu_per_message(events, run, messages_of):
     return (time.process_time() - start) / count * 1e6
 
 
-def measure(function, mode, module, batch_size, *, rounds, messages_per_round):
+def decode_only(messages_of):
+    def run(event):
+        for message in messages_of(event):
+            json.loads(base64.b64decode(message["data"]))
+
+    return run
+
+
+def measure(function, mode, module, batch_size, *, rounds, messages_per_round, reset=lambda: None):
     body, build, messages_of = ENGINES[function]
     context = Context()
 
@@ -277,22 +285,80 @@ def measure(function, mode, module, batch_size, *, rounds, messages_per_round):
         if result["messages"] != len(messages_of(event)):
             raise RuntimeError(f"{function}: unexpected result {result}")
 
-    def decode_only(event):
-        for message in messages_of(event):
-            json.loads(base64.b64decode(message["data"]))
-
     run_handler(build([body(0)]))  # past the cold start
     handler_us, floor_us, ratios = [], [], []
     for _ in range(rounds):
+        reset()  # fresh fakes: the items of earlier rounds would only make the garbage collector slower
         batches = max(1, messages_per_round // batch_size)
         events = [build([body(i) for i in range(batch_size)]) for _ in range(batches)]  # new updates and invoices every round
         handler = cpu_per_message(events, run_handler, messages_of)
-        floor = cpu_per_message(events, decode_only, messages_of)
+        floor = cpu_per_message(events, decode_only(messages_of), messages_of)
         handler_us.append(handler)
         floor_us.append(floor)
         ratios.append(handler / floor)
     count = sum(len(messages_of(event)) for event in events)
     return (function, mode, batch_size, count, statistics.median(handler_us), statistics.median(floor_us), statistics.median(ratios))
+
+
+def shares(function, module, reset):
+    """CPU per message at TARGET_BATCH of the steps the handler leaves to the runtime and the contracts, and of the whole handler."""
+    from aws_lambda_powertools import Logger
+
+    from messaging_runtime.amazon_mq import decode_activemq_event, decode_rabbitmq_event, process_batch
+    from messaging_runtime.contracts.invoices import INVOICE
+    from messaging_runtime.contracts.shipments import SHIPMENT_UPDATE
+    from messaging_runtime.rejection import parse_json
+
+    body, build, messages_of = ENGINES[function]
+    decode, kind = (decode_rabbitmq_event, SHIPMENT_UPDATE) if function == "shipment_consumer" else (decode_activemq_event, INVOICE)
+    logger = Logger(service="exercise05-benchmark-shares")
+    batches = MESSAGES_PER_ROUND // TARGET_BATCH
+    count = batches * TARGET_BATCH
+    results = {name: [] for name in ("floor", "decode the event and the body (amazon_mq)", "read the body (contract)", "report (process_batch)", "handler")}
+    for _ in range(ROUNDS):
+        # The whole handler first, on events of its own; then each step, on the same fresh events, with nothing else left alive.
+        reset()
+        fresh = [build([body(i) for i in range(TARGET_BATCH)]) for _ in range(batches)]
+        results["handler"].append(cpu_per_message(fresh, lambda event: module.lambda_handler(event, Context()), messages_of))
+        del fresh
+        events = [build([body(i) for i in range(TARGET_BATCH)]) for _ in range(batches)]
+        gc.collect()
+        results["floor"].append(cpu_per_message(events, decode_only(messages_of), messages_of))
+        started = time.process_time()
+        decoded = [decode(event) for event in events]
+        texts = [[message.text() for message in batch.messages] for batch in decoded]
+        results["decode the event and the body (amazon_mq)"].append((time.process_time() - started) / count * 1e6)
+        started = time.process_time()
+        for batch_texts in texts:
+            for text in batch_texts:
+                parse_json(kind, text)
+        results["read the body (contract)"].append((time.process_time() - started) / count * 1e6)
+        started = time.process_time()
+        for batch in decoded:
+            process_batch(batch, lambda message: None, logger=logger)
+        results["report (process_batch)"].append((time.process_time() - started) / count * 1e6)
+        del decoded, texts, events
+        gc.collect()
+    medians = {name: statistics.median(values) for name, values in results.items()}
+    runtime = sum(value for name, value in medians.items() if name not in ("floor", "handler"))
+    medians["the handler's own effect (the rest)"] = medians["handler"] - runtime
+    return medians
+
+
+def count_calls(handlers):
+    """AWS calls per API for API_MESSAGES messages in batches of TARGET_BATCH, through moto."""
+    counts = {name: Counter() for name in handlers}
+    clients = {
+        "shipment_consumer": [handlers["shipment_consumer"].shipment_table.dynamodb, handlers["shipment_consumer"].bus.client],
+        "invoice_consumer": [handlers["invoice_consumer"].persistence_layer.client, handlers["invoice_consumer"].bus.client],
+    }
+    for name, module in handlers.items():
+        for client in clients[name]:
+            client.meta.events.register("before-call", lambda model, _counts=counts[name], **_: _counts.update([model.name]))
+        body, build, _ = ENGINES[name]
+        for start in range(0, API_MESSAGES, TARGET_BATCH):
+            module.lambda_handler(build([body(i) for i in range(start, start + TARGET_BATCH)]), Context())
+    return {name: Counter(counted) for name, counted in counts.items()}  # a copy: the counters stay registered
 
 
 def create_resources():
@@ -311,39 +377,68 @@ def create_resources():
         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
         BillingMode="PAY_PER_REQUEST",
     )
-    # No rule on the bus: delivering to a target is EventBridge's work, not the function's, and moto's SQS
-    # target gets slower with every message left on the queue.
+    # No rule on the bus: delivering to a target is EventBridge's work, not the function's.
     boto3.client("events").create_event_bus(Name=os.environ["EVENT_BUS_NAME"])
+
+
+def load_handlers():
+    return {name: load_function(name, f"benchmark_{name}") for name in ENGINES}
 
 
 def main():
     from moto import mock_aws
 
-    rows = []
+    rows, calls = [], {}
     with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with mock_aws():
             create_resources()
-            handlers = {name: load_handler(name, f"benchmark_{name}") for name in ENGINES}
+            handlers = load_handlers()
+            calls = count_calls(handlers)
+            for name, module in handlers.items():
+                rows.append(measure(name, "moto", module, TARGET_BATCH, rounds=MOTO_ROUNDS, messages_per_round=MOTO_MESSAGES_PER_ROUND))
+            reset = lambda: use_fakes(handlers)  # noqa: E731
             for name, module in handlers.items():
                 for size in BATCH_SIZES:
-                    rows.append(measure(name, "moto", module, size, rounds=MOTO_ROUNDS, messages_per_round=MOTO_MESSAGES_PER_ROUND))
-            handlers["shipment_consumer"].dynamodb = FakeShipmentsTable()
-            handlers["invoice_consumer"].persistence_layer.client = FakeIdempotencyTable()
-            for module in handlers.values():
-                module.eventbridge = FakeEventBridge()
-            for name, module in handlers.items():
-                for size in BATCH_SIZES:
-                    rows.append(measure(name, "in-memory fake", module, size, rounds=ROUNDS, messages_per_round=MESSAGES_PER_ROUND))
+                    rows.append(measure(name, "in-memory fake", module, size, rounds=ROUNDS, messages_per_round=MESSAGES_PER_ROUND, reset=reset))
+            split = {name: shares(name, module, reset) for name, module in handlers.items()}
 
-    print(
-        f"Amazon MQ consumers: CPU time per message, median of {ROUNDS} rounds ({MOTO_ROUNDS} on moto); floor = base64 decode + json.loads of the same messages"
-    )
+    print(f"Amazon MQ consumers: CPU per message, median of {ROUNDS} rounds ({MOTO_ROUNDS} on moto); floor = base64 decode + json.loads of the same messages")
     header = f"{'handler':18} {'AWS calls':15} {'batch':>6} {'msgs/round':>11} {'handler us':>11} {'floor us':>9} {'ratio':>8}"
     print(header)
     print("-" * len(header))
     for function, mode, size, count, handler, floor, ratio in sorted(rows, key=lambda row: (row[0], row[1] != "moto", row[2])):
-        print(f"{function:18} {mode:15} {size:>6} {count:>11} {handler:>11.1f} {floor:>9.2f} {ratio:>8.1f}")
+        target = "  (target <= 3x)" if size == TARGET_BATCH and mode != "moto" else ""
+        print(f"{function:18} {mode:15} {size:>6} {count:>11} {handler:>11.1f} {floor:>9.2f} {ratio:>7.1f}x{target}")
+
+    print()
+    print(f"Where the CPU goes at batch {TARGET_BATCH}, in-memory fakes (us per message; x = against the decode floor)")
+    for name, medians in split.items():
+        floor = medians["floor"]
+        parts = [part for part in medians if part != "floor"]
+        print(f"  {name}: " + "; ".join(f"{part} {medians[part]:.1f} ({medians[part] / floor:.1f}x)" for part in parts))
+
+    print()
+    print(f"AWS API calls per {API_MESSAGES:,} messages, batches of {TARGET_BATCH} (moto, counted with botocore's before-call event)")
+    header = f"{'handler':18} {'API':16} {'calls':>6} {'floor':>6} {'ratio':>7}  floor"
+    print(header)
+    print("-" * (len(header) + 50))
+    delays = sum(STATUSES[i % len(STATUSES)] == "delayed" for i in range(API_MESSAGES))
+    floors = {
+        ("shipment_consumer", "PutEvents"): (math.ceil(delays / 10), f"{delays} delays, 10 entries per call"),
+        ("shipment_consumer", "UpdateItem"): (API_MESSAGES, "one conditional write per update (BatchWriteItem takes no condition)"),
+        ("invoice_consumer", "PutEvents"): (math.ceil(API_MESSAGES / 10), "10 entries per call"),
+        ("invoice_consumer", "PutItem"): (API_MESSAGES, "one conditional idempotency record per event"),
+        ("invoice_consumer", "UpdateItem"): (0, "Powertools completes each record with a second write"),
+    }
+    for name, counted in calls.items():
+        for api, number in sorted(counted.items()):
+            floor, why = floors.get((name, api), (0, ""))
+            ratio = f"{number / floor:>6.2f}x" if floor else f"{'-':>7}"
+            print(f"{name:18} {api:16} {number:>6} {floor:>6} {ratio}  {why}")
+        total = sum(counted.values())
+        floor = sum(floors.get((name, api), (0, ""))[0] for api in counted)
+        print(f"{name:18} {'all calls':16} {total:>6} {floor:>6} {total / floor:>6.2f}x")
 
 
 if __name__ == "__main__":

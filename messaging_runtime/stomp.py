@@ -44,6 +44,7 @@ using it without stomp.py raises an ImportError that says so.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import random
@@ -93,6 +94,11 @@ __all__ = [
 STOMP_TLS_PORT = 61614
 
 _log = logging.getLogger(__name__)
+
+
+#: Socket errors, while CONNECT is written, that mean the peer closed the connection (not that nothing listens);
+#: EBADF: stomp.py's receiver thread saw the close first and closed the socket under the writer.
+_CLOSED_BY_PEER = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN, errno.ECONNABORTED, errno.EBADF})
 
 
 def _require_stomp() -> Any:
@@ -394,7 +400,11 @@ class StompClient:
                 connection.connect(credentials.username, credentials.password, wait=False)
             except (stomp.exception.StompException, OSError) as exc:
                 _drop(connection)
-                failure, cause = f"could not connect to {self.url} ({type(exc).__name__} after {attempt} attempt(s); the log has the socket error)", exc
+                if isinstance(exc, stomp.exception.NotConnectedException) or getattr(exc, "errno", None) in _CLOSED_BY_PEER:
+                    # The socket opened and the broker closed it before the CONNECT frame went out: a close before CONNECTED.
+                    failure, cause = f"{self.url} closed the connection before it was established ({attempt} attempt(s))", exc
+                else:
+                    failure, cause = f"could not connect to {self.url} ({type(exc).__name__} after {attempt} attempt(s); the log has the socket error)", exc
             else:
                 timeout = settings.connect_timeout_seconds if deadline is None else min(settings.connect_timeout_seconds, deadline - time.monotonic())
                 started = time.monotonic()

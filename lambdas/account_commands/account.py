@@ -32,20 +32,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Annotated, Any, Iterable, Literal, Union
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    TypeAdapter,
-    ValidationError,
-    field_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+
+from messaging_runtime.contracts.accounts import AccountId, MoneyAmount, Owner
 
 OPEN = "open"
 CLOSED = "closed"
-EVENT_TYPES = ("AccountOpened", "MoneyDeposited", "MoneyWithdrawn", "AccountClosed")
 COMMAND_NAMES = ("open", "deposit", "withdraw", "close")
 ZERO = Decimal("0")
 CENT = Decimal("0.01")
@@ -61,24 +53,13 @@ CONFLICT = "Conflict"
 
 
 # --- commands -----------------------------------------------------------------
+#
+# The fields the events carry on (account id, owner, amount) have the event
+# contract's types (``messaging_runtime.contracts.accounts``), so a command is
+# refused for exactly what its event could not store.
 
-
-def _json_number(value: Any) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
-        raise ValueError("must be a number")
-    # repr gives the shortest text that reads back as the same float: 0.1, not 0.1000000000000000055...
-    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-
-
-# The account id is the partition key; it never contains "#", which the snapshot and command marker keys use.
-AccountId = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+#: Printable ASCII, as the contract's ``command_id``; the Lambda request id when the caller gives none.
 CommandId = Annotated[str, StringConstraints(strict=True, pattern=r"^[\x21-\x7e]{1,128}$")]
-Amount = Annotated[
-    Decimal,
-    BeforeValidator(_json_number),
-    # 15 significant digits survive the trip through a JSON number exactly.
-    Field(gt=0, max_digits=15, decimal_places=2, allow_inf_nan=False),
-]
 
 
 class _Command(BaseModel):
@@ -90,26 +71,17 @@ class _Command(BaseModel):
 
 class OpenAccount(_Command):
     command: Literal["open"]
-    owner: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=200)]
-
-    @field_validator("owner")
-    @classmethod
-    def _readable(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        if any(ord(character) < 0x20 or ord(character) == 0x7F for character in value):
-            raise ValueError("must not contain control characters")
-        return value
+    owner: Owner
 
 
 class Deposit(_Command):
     command: Literal["deposit"]
-    amount: Amount
+    amount: MoneyAmount
 
 
 class Withdraw(_Command):
     command: Literal["withdraw"]
-    amount: Amount
+    amount: MoneyAmount
 
 
 class CloseAccount(_Command):

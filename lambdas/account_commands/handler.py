@@ -21,7 +21,9 @@ decides, and appends the new events in one TransactWriteItems, each Put
 conditional on ``attribute_not_exists(version)``: of two commands that
 loaded the same version, only one can write the next. Every event item holds
 the state it leads to (``balance``, ``status``, ``owner``) so that a
-projection can keep the newest event it has seen and ignore older ones.
+projection can keep the newest event it has seen and ignore older ones, and
+is built with its contract (``messaging_runtime.contracts.accounts``, the
+producer's view), which the projection and the rebuild read it with.
 
 When a new event's version is a multiple of ``SNAPSHOT_EVERY``, the state
 after it is written as a snapshot in the same transaction, so a snapshot
@@ -87,6 +89,10 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from messaging_runtime.contracts.accounts import KINDS
+
+#: The contract of each event type, which every event item is built with.
+EVENT_CONTRACTS = {kind.name: kind.current for kind in KINDS}
 SNAPSHOT_SUFFIX = "#snapshot"
 COMMAND_PREFIX = "command#"
 MAX_BACKOFF_SECONDS = 1.0
@@ -172,21 +178,11 @@ def _event(item: dict[str, Any]) -> Event:
 
 
 def event_item(account_id: str, event: Event, after: AccountState, command_id: str, occurred_at: str) -> dict[str, Any]:
-    """The stored form of an event: the fact and the state it leads to."""
-    item = {
-        "aggregate_id": account_id,
-        "version": event.version,
-        "kind": "event",
-        "type": event.type,
-        "data": event.data,
-        "balance": after.balance,
-        "status": after.status,
-        "occurred_at": occurred_at,
-        "command_id": command_id,
-    }
-    if after.owner is not None:
-        item["owner"] = after.owner
-    return item
+    """The stored form of an event, built with its contract (the producer's view): the fact and the state it leads to."""
+    contract = EVENT_CONTRACTS[event.type]
+    fields = {"aggregate_id": account_id, "version": event.version, "kind": "event", "type": event.type, "data": event.data}
+    state = {"balance": after.balance, "status": after.status, "owner": after.owner, "occurred_at": occurred_at, "command_id": command_id}
+    return contract.model_validate(fields | state).model_dump(exclude_none=True)
 
 
 def snapshot_item(account_id: str, state: AccountState) -> dict[str, Any]:
@@ -339,7 +335,7 @@ def execute(command: Command, command_id: str) -> dict[str, Any]:
     )
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)  # the command's keys below go with its invocation
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -354,5 +350,3 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.exception("Command failed")
         metrics.add_metric(name="CommandsFailed", unit=MetricUnit.Count, value=1)
         raise
-    finally:
-        logger.remove_keys(["command", "account_id", "command_id"])

@@ -20,75 +20,23 @@ The read model item:
                      the projection ran, so a rebuild gives the same item
 """
 
-from datetime import datetime
-from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
-EventType = Literal["AccountOpened", "MoneyDeposited", "MoneyWithdrawn", "AccountClosed"]
-
-
-def _whole_number(value: Any) -> Any:
-    """DynamoDB numbers arrive as Decimal; a version must be a whole one."""
-    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
-        return int(value)
-    return value
-
-
-def _number(value: Any) -> Any:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return Decimal(value)
-    return value
-
-
-class AccountEvent(BaseModel):
-    """An event item of the event store, as read from the stream or a scan; other attributes are ignored."""
-
-    model_config = ConfigDict(strict=True, frozen=True, extra="ignore")
-
-    aggregate_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-    version: Annotated[int, BeforeValidator(_whole_number), Field(ge=1)]
-    kind: Literal["event"]
-    type: EventType
-    data: dict[str, Any]
-    balance: Annotated[Decimal, BeforeValidator(_number), Field(allow_inf_nan=False)]
-    status: Literal["open", "closed"]
-    owner: Annotated[str, StringConstraints(min_length=1)] | None = None
-    occurred_at: str
-    command_id: str
-
-    @field_validator("occurred_at")
-    @classmethod
-    def _timestamp(cls, value: str) -> str:
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError("must be an ISO-8601 timestamp") from None
-        if moment.tzinfo is None:
-            raise ValueError("must carry a time zone")
-        return value
-
-    @property
-    def account_owner(self) -> str | None:
-        """The owner after this event: on the item, or in the data of an AccountOpened."""
-        if self.owner is not None:
-            return self.owner
-        owner = self.data.get("owner")
-        return owner if isinstance(owner, str) and owner else None
+from messaging_runtime.contracts.accounts import ACCOUNT_EVENTS, AccountEvent
+from messaging_runtime.rejection import parse_object
 
 
 def parse_item(item: dict[str, Any]) -> AccountEvent:
-    """The event an item (plain Python values, as TypeDeserializer gives them) holds; ValidationError if it is not one."""
-    return AccountEvent.model_validate(item)
+    """The event an item (plain Python values, as TypeDeserializer gives them) holds, in the consumer's view of its
+    contract; ``Rejected`` with the reason (each field at fault) when it is not one."""
+    return parse_object(ACCOUNT_EVENTS, item, what="the item")
 
 
-def describe(exc: ValidationError) -> str:
-    """Why an item is not an event, one clause per field."""
-    return "; ".join(
-        f"{'.'.join(str(part) for part in error['loc']) or 'item'}: {error['msg']}" for error in exc.errors(include_url=False, include_input=False)
-    )
+def owner_of(event: AccountEvent) -> str | None:
+    """The owner after this event: on the item, or in the data of an AccountOpened."""
+    return event.owner if event.owner is not None else getattr(event.data, "owner", None)
 
 
 def apply(dynamodb: Any, table_name: str, event: AccountEvent) -> bool:
@@ -112,7 +60,7 @@ def apply(dynamodb: Any, table_name: str, event: AccountEvent) -> bool:
         ":type": {"S": event.type},
         ":at": {"S": event.occurred_at},
     }
-    owner = event.account_owner
+    owner = owner_of(event)
     if owner is not None:
         assignments.append("#owner = :owner")
         names["#owner"] = "owner"

@@ -3,8 +3,9 @@
 Invoked by hand, with ``{}`` to rebuild into ``REBUILD_TABLE`` or with
 ``{"target_table": "<name>"}`` (the function can write only to the tables
 it was granted). It scans the event store with strongly consistent reads,
-keeps the event items (snapshots are filtered out) and applies each one with
-``read_model.apply``, the update the stream consumer makes: the newest
+keeps the event items (snapshots are filtered out), reads each with its
+contract (``read_model.parse_item``, as the stream consumer does) and applies
+it with ``read_model.apply``, the update the stream consumer makes: the newest
 version of each account wins whatever the order of the scan, so rebuilding
 into an empty table, into a table that is already up to date, or while the
 stream consumer keeps writing to the same table gives the same result.
@@ -45,6 +46,8 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
+from messaging_runtime.rejection import reason_of, validation_reason
+
 REMAINING_TIME_MARGIN_MS = 60_000
 MAX_REPORTED_REJECTIONS = 50
 
@@ -73,7 +76,7 @@ def target_of(event: Any) -> tuple[str, dict[str, Any] | None]:
     try:
         request = RebuildRequest.model_validate(event if event is not None else {})
     except ValidationError as exc:
-        raise ValueError(f"invalid rebuild request: {read_model.describe(exc)}") from None
+        raise ValueError(f"invalid rebuild request: {validation_reason(exc, root='item')}") from None
     target = request.target_table or REBUILD_TABLE
     if target is None:
         raise ValueError("no target table: the request names none and REBUILD_TABLE is not set")
@@ -125,7 +128,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                 item = {name: deserializer.deserialize(value) for name, value in raw.items()}
                 account_event = read_model.parse_item(item)
             except Exception as exc:  # any failure to read one item rejects that item, not the rebuild
-                reason = read_model.describe(exc) if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
+                reason = reason_of(exc, what="the item")
                 logger.error("Rejected item", extra={**_key_of(item), "reason": reason})
                 rejected_count += 1
                 if len(rejected) < MAX_REPORTED_REJECTIONS:

@@ -1,64 +1,35 @@
-"""What the producer accepts: a request with click events to send, or one asking for synthetic events.
+"""What the producer accepts: click events to send, or a request for synthetic ones; what it writes: ``Click`` contracts.
 
-Both are read strictly: every field of every event is checked before anything
-is sent, and an invalid request is refused with the place of each error
-(``events[3].action: ...``).
+The request is this function's API: it is read strictly before anything is sent, and an invalid one is
+refused with the place of each error (``events[3].action: ...``). Its events are the contract's
+``ClickV1`` (``messaging_runtime.contracts.clicks``), with one allowance: ``occurred_at`` may carry any
+offset and is turned to UTC, which the contract requires of what is written.
 """
 
 import json
 import random
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Annotated, Any, Literal
-from uuid import UUID
+from typing import Annotated, Any
 
-from pydantic import (
-    AfterValidator,
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictInt,
-    StringConstraints,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
-SCHEMA_VERSION = 1
+from messaging_runtime.contracts.clicks import ACTIONS, ClickV1
+from messaging_runtime.contracts.fields import Timestamp
+
 MAX_EVENTS = 10_000  # events given in one request (a synchronous invocation carries at most 6 MB)
 MAX_GENERATED = 100_000  # synthetic events in one request
 MAX_ERRORS_SHOWN = 10
 
-ACTIONS = ("view", "click", "add_to_cart", "purchase")
 # How often each action happens in the synthetic stream: mostly views, a few purchases.
 ACTION_WEIGHTS = (70, 22, 6, 2)
 PAGES = ("/", "/search", "/products/1", "/products/2", "/products/3", "/products/4", "/deals", "/cart", "/checkout", "/help")
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.astimezone(timezone.utc)
+class RequestedClick(ClickV1):
+    """A click as a caller gives it: the contract's fields and rules, but ``occurred_at`` at any offset, kept in UTC."""
 
-
-class ClickEvent(BaseModel):
-    """One clickstream event; ``occurred_at`` is kept in UTC."""
-
-    model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
-
-    schema_version: StrictInt
-    event_id: UUID
-    user_id: Annotated[str, StringConstraints(pattern=r"^u-\S+$", max_length=128)]
-    session_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
-    page: Annotated[str, StringConstraints(pattern=r"^/\S*$", max_length=2048)]
-    action: Literal["view", "click", "add_to_cart", "purchase"]
-    occurred_at: Annotated[AwareDatetime, AfterValidator(_utc)]
-
-    @field_validator("schema_version")
-    @classmethod
-    def _supported_version(cls, value: int) -> int:
-        if value != SCHEMA_VERSION:
-            raise ValueError(f"unsupported schema_version {value}, this producer writes {SCHEMA_VERSION}")
-        return value
+    occurred_at: Annotated[Timestamp, AfterValidator(lambda moment: moment.astimezone(timezone.utc))]
 
 
 class Generate(BaseModel):
@@ -79,7 +50,7 @@ class ProduceRequest(BaseModel):
 
     model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
 
-    events: Annotated[list[ClickEvent], Field(min_length=1, max_length=MAX_EVENTS)] | None = None
+    events: Annotated[list[RequestedClick], Field(min_length=1, max_length=MAX_EVENTS)] | None = None
     generate: Generate | None = None
 
     @model_validator(mode="after")
@@ -114,9 +85,10 @@ def parse_request(event: Any) -> ProduceRequest:
         raise InvalidRequest(f"invalid request, nothing was sent: {shown}{more}") from exc
 
 
-def to_record(event: ClickEvent) -> tuple[bytes, bytes]:
-    """The Kafka key (the user id, so that a user's events stay in order on one partition) and the JSON value."""
-    return event.user_id.encode(), event.model_dump_json().encode()
+def to_record(event: ClickV1) -> tuple[bytes, bytes]:
+    """The Kafka key (the user id, so that a user's events stay in order on one partition) and the value: the contract's JSON."""
+    click = event if type(event) is ClickV1 else ClickV1.model_validate(dict(event))  # what is written is the producer's view
+    return click.record_key(), click.model_dump_json().encode()
 
 
 def synthetic_records(generate: Generate, *, rng: random.Random | None = None, now: datetime | None = None) -> list[tuple[bytes, bytes]]:
@@ -129,14 +101,14 @@ def synthetic_records(generate: Generate, *, rng: random.Random | None = None, n
     records = []
     for index, action in enumerate(actions):
         user = users[index % len(users)] if index < len(users) else rng.choice(users)
-        event = {
-            "schema_version": SCHEMA_VERSION,
-            "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-            "user_id": user,
-            "session_id": sessions[user],
-            "page": rng.choice(PAGES),
-            "action": action,
-            "occurred_at": (start + timedelta(milliseconds=index)).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        }
-        records.append((user.encode(), json.dumps(event, separators=(",", ":")).encode()))
+        click = ClickV1(
+            schema_version=1,
+            event_id=uuid.UUID(int=rng.getrandbits(128), version=4),
+            user_id=user,
+            session_id=sessions[user],
+            page=rng.choice(PAGES),
+            action=action,
+            occurred_at=start + timedelta(milliseconds=index),
+        )
+        records.append(to_record(click))
     return records

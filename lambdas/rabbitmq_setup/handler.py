@@ -502,6 +502,14 @@ def _same_policy(current: dict[str, Any] | None, wanted: dict[str, Any]) -> bool
     return current is not None and all(current.get(field) == value for field, value in wanted.items())
 
 
+def _create_if_missing(api: ManagementApi, current: dict[str, Any] | None, path: str, body: dict[str, Any]) -> str:
+    """Declare an exchange or a queue the broker does not have (one it has was checked against the topology before)."""
+    if current is not None:
+        return "unchanged"
+    api.put(path, body)
+    return "created"
+
+
 @tracer.capture_method
 def declare(api: ManagementApi, topology: Topology, admin: Credentials, application: Credentials) -> dict[str, Any]:
     """Bring the broker to the topology; return what was done to each item."""
@@ -536,13 +544,9 @@ def declare(api: ManagementApi, topology: Topology, admin: Credentials, applicat
         api.put(api_path("vhosts", vhost), {})
         summary["vhost"]["action"] = "created"
 
-    summary["exchanges"] = {}
-    for exchange in topology.exchanges:
-        if current_exchanges[exchange.name] is None:
-            api.put(api_path("exchanges", vhost, exchange.name), _exchange_body(exchange))
-            summary["exchanges"][exchange.name] = "created"
-        else:
-            summary["exchanges"][exchange.name] = "unchanged"
+    summary["exchanges"] = {
+        e.name: _create_if_missing(api, current_exchanges[e.name], api_path("exchanges", vhost, e.name), _exchange_body(e)) for e in topology.exchanges
+    }
 
     summary["policies"] = {}
     for queue in topology.queues:
@@ -557,13 +561,7 @@ def declare(api: ManagementApi, topology: Topology, admin: Credentials, applicat
             api.put(api_path("policies", vhost, name), body)
             summary["policies"][name] = "created" if current is None else "updated"
 
-    summary["queues"] = {}
-    for queue in topology.queues:
-        if current_queues[queue.name] is None:
-            api.put(api_path("queues", vhost, queue.name), _queue_body(queue))
-            summary["queues"][queue.name] = "created"
-        else:
-            summary["queues"][queue.name] = "unchanged"
+    summary["queues"] = {q.name: _create_if_missing(api, current_queues[q.name], api_path("queues", vhost, q.name), _queue_body(q)) for q in topology.queues}
 
     summary["bindings"] = []
     for binding in topology.bindings:

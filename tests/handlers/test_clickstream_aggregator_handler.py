@@ -20,7 +20,7 @@ FAST = settings(max_examples=40, deadline=None, database=None, suppress_health_c
 
 
 @pytest.fixture(scope="module")
-def aggregator(moto_module, load_handler):
+def aggregator(moto_module, load_function_module):
     boto3.client("dynamodb").create_table(
         TableName=TABLE_NAME,
         AttributeDefinitions=[{"AttributeName": "user_id", "AttributeType": "S"}],
@@ -30,7 +30,7 @@ def aggregator(moto_module, load_handler):
     moto_module.setenv("AGGREGATES_TABLE", TABLE_NAME)
     moto_module.setenv("POWERTOOLS_SERVICE_NAME", "exercise03-streaming")
     moto_module.setenv("POWERTOOLS_METRICS_NAMESPACE", "Exercise03Streaming")
-    return load_handler("clickstream_aggregator")
+    return load_function_module("clickstream_aggregator")  # handler.py with its folder importable (aggregates.py)
 
 
 @pytest.fixture
@@ -85,7 +85,7 @@ def test_a_batch_over_several_partitions_and_topics_is_aggregated_without_failur
         click_record(click(ada, action="view", page="/"), offset=10, partition=0),
         click_record(click(bob, action="click", page="/sale"), offset=7, partition=3),
         click_record(click(ada, action="add_to_cart", page="/cart"), offset=11, partition=0),
-        click_record(click(bob, action="purchase", page="/checkout", occurred_at="2025-03-14T11:30:00+02:00"), offset=8, partition=3),
+        click_record(click(bob, action="purchase", page="/checkout", occurred_at="2025-03-14T09:30:00+00:00"), offset=8, partition=3),
         click_record(click(cy, action="view", page="/help"), offset=4, partition=0, topic="clickstream-replay"),
         click_record(click(ada, action="view", page="/faq"), offset=12, partition=0),
     ]
@@ -108,7 +108,7 @@ def test_a_batch_over_several_partitions_and_topics_is_aggregated_without_failur
         "action_click": 1,
         "action_purchase": 1,
         "last_page": "/checkout",
-        "last_seen": "2025-03-14T09:30:00Z",  # stored in UTC
+        "last_seen": "2025-03-14T09:30:00Z",  # stored with Z
         "offset_clickstream_p3": 8,
     }
     # Each topic's partitions are offset sequences of their own.
@@ -129,17 +129,22 @@ def _bad_records(user_id):
     """Each kind of record the aggregator must reject, with a piece of the reason it must give."""
     return {
         "value not base64": (record(offset=0, key=user_id, raw_value="eyJub3QiOiAiYmFzZTY0Ij8/Pz8!"), "value is not base64"),
-        "value not UTF-8": (record(offset=0, key=user_id, value=b"\xff\xfe{}"), "value is not UTF-8 text"),
-        "value not JSON": (record(offset=0, key=user_id, value="<click user='u-1'/>"), "value is not JSON"),
-        "value not an object": (record(offset=0, key=user_id, value='["view"]'), "Input should be an object"),
+        "value not UTF-8": (record(offset=0, key=user_id, value=b"\xff\xfe{}"), "value: Invalid JSON: expected value at line 1 column 1"),
+        "value not JSON": (record(offset=0, key=user_id, value="<click user='u-1'/>"), "value: Invalid JSON: expected value at line 1 column 1"),
+        "value not an object": (record(offset=0, key=user_id, value='["view"]'), "value: Input should be an object"),
         "unknown action": (click_record(click(user_id, action="scroll"), offset=0), "action: Input should be 'view', 'click', 'add_to_cart' or 'purchase'"),
         "missing field": (click_record(click(user_id, page=None), offset=0), "page: Field required"),
         "naive time": (click_record(click(user_id, occurred_at="2025-03-14T09:00:00"), offset=0), "occurred_at: Input should have timezone info"),
+        # The contract's rule: a click's time is in UTC (the producer converts it), so another offset is refused.
+        "time not in UTC": (
+            click_record(click(user_id, occurred_at="2025-03-14T11:00:00+02:00"), offset=0),
+            "occurred_at: Value error, must be a UTC time (Z or +00:00), got offset +02:00",
+        ),
         "bad event id": (click_record(click(user_id, event_id="42"), offset=0), "event_id: Input should be a valid UUID"),
-        "version as text": (click_record(click(user_id, schema_version="1"), offset=0), "schema_version: Input should be a valid integer"),
+        "version as text": (click_record(click(user_id, schema_version="1"), offset=0), "schema_version: Value error, must be a whole number"),
         "newer version": (
             click_record(click(user_id, schema_version=2, action="hover", page=None), offset=0),
-            "unsupported schema_version 2, this consumer reads 1",
+            "schema_version: Input should be 1",
         ),
         "key of another user": (click_record(click(user_id), offset=0, key="u-someone-else"), "key 'u-someone-else' is not the event's user_id"),
         "no key": (click_record(click(user_id), offset=0, key=None), "record has no key"),
@@ -187,7 +192,7 @@ def test_a_newer_schema_version_is_rejected_for_its_version_alone(aggregator, la
     assert aggregator.lambda_handler(kafka.event([bad]), lambda_context) == failures(kafka.event([bad]), bad)
 
     [rejected] = [entry for entry in logs if entry.getMessage() == "Rejected record"]
-    assert rejected.reason == "unsupported schema_version 2, this consumer reads 1"
+    assert rejected.reason == "schema_version: Input should be 1"
 
 
 def test_every_kind_of_bad_record_in_one_batch_fails_exactly_those_records(aggregator, lambda_context, capsys):
@@ -230,7 +235,7 @@ def test_a_tombstone_is_skipped_counted_and_logged_and_the_rest_of_the_batch_cou
 
     item = aggregate_of(user_id)
     assert (item["clicks_total"], item["action_click"], item["action_purchase"], item["last_page"]) == (2, 1, 1, "/done")
-    skipped = [entry for entry in logs if entry.getMessage() == "Tombstone skipped: it carries no click"]
+    skipped = [entry for entry in logs if entry.getMessage() == "Record skipped: a tombstone (no value) carries no event"]
     assert [(entry.levelname, entry.topic, entry.partition, entry.offset) for entry in skipped] == [
         ("WARNING", "clickstream", 3, 11),
         ("WARNING", "clickstream", 3, 12),
@@ -255,8 +260,8 @@ DEEPLY_NESTED = "[" * 1000 + "]" * 1000
 @pytest.mark.parametrize(
     ("value", "reason"),
     [
-        (DEEPLY_NESTED, "value is not JSON: Invalid JSON: recursion limit exceeded"),
-        ('{"schema_version": 1, "page": ' + DEEPLY_NESTED + "}", "value is not JSON: Invalid JSON: recursion limit exceeded"),
+        (DEEPLY_NESTED, "value: Invalid JSON: recursion limit exceeded"),
+        ('{"schema_version": 1, "page": ' + DEEPLY_NESTED + "}", "value: Invalid JSON: recursion limit exceeded"),
         ("42", "value: Input should be an object"),
         ("null", "value: Input should be an object"),
         ('"view"', "value: Input should be an object"),
@@ -279,14 +284,15 @@ def test_a_value_that_is_deeply_nested_or_not_an_object_fails_only_its_record(ag
 
 def test_any_exception_while_reading_a_record_is_that_records_failure(aggregator, lambda_context, log_records, monkeypatch, capsys):
     user_id = new_user()
-    real_validate = aggregator.ClickEvent.model_validate_json
+    click_kind = type(aggregator.CLICK)  # the contract's EventKind, which the reader validates the value with
+    real_validate = click_kind.model_validate_json
 
-    def validate(text):
-        if '"action": "purchase"' in text:
+    def validate(kind, text):
+        if b'"action": "purchase"' in text:
             raise RecursionError("maximum recursion depth exceeded")
-        return real_validate(text)
+        return real_validate(kind, text)
 
-    monkeypatch.setattr(aggregator.ClickEvent, "model_validate_json", validate)
+    monkeypatch.setattr(click_kind, "model_validate_json", validate)
     bad = click_record(click(user_id, action="purchase"), offset=1)
     good = click_record(click(user_id), offset=2)
     logs = log_records(aggregator)
@@ -296,7 +302,7 @@ def test_any_exception_while_reading_a_record_is_that_records_failure(aggregator
     assert aggregator.lambda_handler(batch, lambda_context) == failures(batch, bad)
 
     [rejected] = [entry for entry in logs if entry.getMessage() == "Rejected record"]
-    assert rejected.reason == "value cannot be read: RecursionError: maximum recursion depth exceeded"
+    assert rejected.reason == "the value cannot be read: RecursionError: maximum recursion depth exceeded"
     assert aggregate_of(user_id)["clicks_total"] == 1
     assert emitted_metrics(capsys.readouterr().out)["RejectedRecords"] == 1
 
@@ -438,7 +444,7 @@ def test_a_failed_group_write_fails_only_that_groups_records_and_a_redelivery_ap
 def test_a_condition_that_keeps_failing_fails_the_group_instead_of_looping(aggregator, lambda_context, monkeypatch):
     user_id = new_user()
     records = [click_record(click(user_id), offset=n) for n in range(5, 11)]
-    moving = iter(range(5, 5 + aggregator.MAX_GROUP_ATTEMPTS))
+    moving = iter(range(5, 5 + aggregator.aggregates.MAX_GROUP_ATTEMPTS))
 
     def another_writer_ahead(**kwargs):
         # Each attempt finds one more record of the group applied: someone else keeps writing this partition.
@@ -464,10 +470,10 @@ def test_an_event_that_is_not_a_kafka_event_is_an_error(aggregator, lambda_conte
         aggregator.lambda_handler(kafka.event([]), lambda_context)
 
 
-def test_fails_when_the_table_is_not_configured(moto_module, load_handler, monkeypatch):
+def test_fails_when_the_table_is_not_configured(moto_module, load_function_module, monkeypatch):
     monkeypatch.delenv("AGGREGATES_TABLE", raising=False)
     with pytest.raises(RuntimeError, match="AGGREGATES_TABLE is required"):
-        load_handler("clickstream_aggregator")
+        load_function_module("clickstream_aggregator")
 
 
 # --- property: whatever the batching and the redeliveries, each good record counts once ----------

@@ -1,6 +1,8 @@
 """The invoice consumer: each ERP invoice event on the bus once, bad messages fail the whole batch by name."""
 
 import base64
+import dataclasses
+import hashlib
 import json
 
 import boto3
@@ -9,6 +11,9 @@ from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from messaging_runtime.amazon_mq import BatchFailed
+from messaging_runtime.contracts.invoices import InvoiceV1
+from tests.handlers.conftest import FUNCTION_NAME
 from tests.handlers.mq_events import OMIT, ActiveMQEvents, new_invoice
 
 FAST = settings(max_examples=30, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -32,7 +37,7 @@ def world(moto_module, create_idempotency_table, event_bus_with_queues):
 def loaded(world, load_handler):
     module = load_handler("invoice_consumer")
     module.pauses = []
-    module.sleep = module.pauses.append
+    module.bus.retry = dataclasses.replace(module.bus.retry, sleep=module.pauses.append)
     module.calls = []
 
     def count(params, **_):
@@ -78,7 +83,7 @@ def metric_totals(output):
 
 
 def failing(module, event, context):
-    with pytest.raises(module.BatchFailed) as raised:
+    with pytest.raises(BatchFailed) as raised:
         module.lambda_handler(event, context)
     return raised.value
 
@@ -123,7 +128,8 @@ def test_a_batch_of_text_and_bytes_messages_is_forwarded_to_the_bus(consumer, fo
     }
     totals = metric_totals(capsys.readouterr().out)
     assert totals["InvoicesForwarded"] == 3
-    assert "DuplicateInvoicesSkipped" not in totals and "RejectedMessages" not in totals
+    assert "DuplicateInvoicesSkipped" not in totals and (totals["RejectedMessages"], totals["FailedMessages"]) == (0, 0)
+    assert len(consumer.calls) == 1  # one PutEvents for the three
 
 
 def test_unknown_fields_are_ignored_and_not_forwarded(consumer, forwarded, amq, lambda_context):
@@ -181,7 +187,9 @@ def test_the_idempotency_record_is_keyed_on_invoice_and_status_and_expires(consu
     [item] = [item for item in items if event["id"] in item.get("data", {}).get("S", "")]
     assert item["status"]["S"] == "COMPLETED"
     assert json.loads(item["data"]["S"]) == {"event_id": event["id"]}
-    assert ".forward_once#" in item["id"]["S"]
+    # The key @idempotent_function gave the records when each event was forwarded on its own (the module is "handler" on Lambda).
+    digest = hashlib.md5(json.dumps(f"{invoice['invoice_id']}/paid").encode(), usedforsecurity=False).hexdigest()
+    assert item["id"]["S"] == f"{FUNCTION_NAME}.handler.forward_once#{digest}"
     assert int(item["expiration"]["N"]) > 0
 
 
@@ -190,24 +198,21 @@ def test_the_idempotency_record_is_keyed_on_invoice_and_status_and_expires(consu
 BAD_MESSAGES = {
     "not base64": (dict(data="eyJzY2hlbWFfdmVyc2lvbiI6!!"), "data is not base64"),
     "bytes not UTF-8": (dict(body=b"\xac\xed\x00\x05sr", message_type="jms/bytes-message"), "body is not UTF-8 text"),
-    "not JSON": (dict(body="invoice inv-1 paid"), "body is not JSON"),
-    "JSON but not an object": (dict(body='"inv-1"'), "not an invoice event: body: Input should be an object"),
-    "a list": (dict(body="[1, 2]"), "not an invoice event: body: Input should be an object"),
-    "a number": (dict(body="42"), "not an invoice event: body: Input should be an object"),
-    "null": (dict(body="null"), "not an invoice event: body: Input should be an object"),
-    "deeply nested": (dict(body="[" * 1000 + "]" * 1000), "body is not JSON: Invalid JSON: recursion limit exceeded"),
-    "deeply nested field": (dict(body='{"schema_version": 1, "amount": ' + "[" * 1000 + "]" * 1000 + "}"), "body is not JSON: Invalid JSON: recursion limit"),
-    "unknown status": (dict(body=new_invoice(status="refunded")), "not an invoice event: status: Input should be 'issued', 'paid' or 'voided'"),
-    "amount as a number": (dict(body=new_invoice(amount=123.45)), "not an invoice event: amount: Input should be a valid string"),
-    "negative amount": (dict(body=new_invoice(amount="-5.00")), "not an invoice event: amount: String should match pattern"),
-    "lower-case currency": (dict(body=new_invoice(currency="eur")), "not an invoice event: currency: String should match pattern"),
-    "missing customer": (dict(body=new_invoice(customer_id=OMIT)), "not an invoice event: customer_id: Field required"),
+    "not JSON": (dict(body="invoice inv-1 paid"), "body: Invalid JSON: expected value at line 1 column 1"),
+    "JSON but not an object": (dict(body='"inv-1"'), "body: Input should be an object"),
+    "a list": (dict(body="[1, 2]"), "body: Input should be an object"),
+    "a number": (dict(body="42"), "body: Input should be an object"),
+    "null": (dict(body="null"), "body: Input should be an object"),
+    "deeply nested": (dict(body="[" * 1000 + "]" * 1000), "body: Invalid JSON: recursion limit exceeded"),
+    "deeply nested field": (dict(body='{"schema_version": 1, "amount": ' + "[" * 1000 + "]" * 1000 + "}"), "body: Invalid JSON: recursion limit"),
+    "unknown status": (dict(body=new_invoice(status="refunded")), "status: Input should be 'issued', 'paid' or 'voided'"),
+    "amount as a number": (dict(body=new_invoice(amount=123.45)), "amount: Value error, must be a decimal written as text, such as 123.45"),
+    "negative amount": (dict(body=new_invoice(amount="-5.00")), "amount: Value error, must be a decimal written as text, such as 123.45"),
+    "lower-case currency": (dict(body=new_invoice(currency="eur")), "currency: String should match pattern"),
+    "missing customer": (dict(body=new_invoice(customer_id=OMIT)), "customer_id: Field required"),
     "time not in UTC": (dict(body=new_invoice(issued_at="2025-03-14T09:26:53-05:00")), "issued_at: Value error, must be a UTC time"),
-    "unsupported version": (
-        dict(body=new_invoice(schema_version=2)),
-        "not an invoice event: schema_version: Value error, unsupported schema_version 2, expected 1",
-    ),
-    "version as a float": (dict(body=new_invoice(schema_version=1.0)), "schema_version: Input should be a valid integer"),
+    "unsupported version": (dict(body=new_invoice(schema_version=2)), "schema_version: Input should be 1"),
+    "version as a float": (dict(body=new_invoice(schema_version=1.0)), "schema_version: Value error, must be a whole number"),
     "map message": (dict(body=new_invoice(), message_type="jms/map-message"), "message type 'jms/map-message' is not supported"),
     "object message": (dict(body=new_invoice(), message_type="jms/object-message"), "message type 'jms/object-message' is not supported"),
     "no message type": (dict(body=new_invoice(), message_type=None), "message type None is not supported"),
@@ -228,12 +233,12 @@ def test_a_bad_message_fails_the_batch_by_its_id_and_the_good_ones_are_forwarded
 
     assert error.failed_message_ids == [bad["messageID"]]
     assert reason in error.failures[0].reason
-    assert str(error).startswith(f"1 of 3 messages failed; the broker redelivers the batch: {bad['messageID']}: ")
+    assert str(error).startswith(f"1 of 3 messages failed; the broker redelivers the batch: messages[1] ({bad['messageID']}): ")
     assert sorted(e["detail"]["invoice_id"] for e in forwarded()) == sorted(invoice["invoice_id"] for invoice in good)
     totals = metric_totals(capsys.readouterr().out)
-    assert totals["RejectedMessages"] == 1 and totals["InvoicesForwarded"] == 2
+    assert (totals["RejectedMessages"], totals["FailedMessages"], totals["InvoicesForwarded"]) == (1, 1, 2)
     [logged] = [r for r in logs if r.getMessage() == "Message failed"]
-    assert (logged.levelname, logged.message_id, logged.queue, logged.redelivered) == ("ERROR", bad["messageID"], amq.queue, False)
+    assert (logged.levelname, logged.message_id, logged.place, logged.queue, logged.redelivered) == ("ERROR", bad["messageID"], "messages[1]", amq.queue, False)
     assert logged.reason == error.failures[0].reason
 
 
@@ -268,21 +273,21 @@ def test_a_message_without_an_id_is_named_by_its_place(consumer, amq, lambda_con
 
 
 def test_any_exception_while_reading_a_message_is_its_rejection(consumer, forwarded, amq, lambda_context, monkeypatch, capsys):
-    real_validate = consumer.InvoiceEvent.model_validate_json
+    real_validate = InvoiceV1.Consumer.model_validate
 
-    def validate(text):
-        if "inv-unreadable" in text:
+    def validate(document):
+        if document.get("invoice_id") == "inv-unreadable":
             raise RecursionError("maximum recursion depth exceeded")
-        return real_validate(text)
+        return real_validate(document)
 
-    monkeypatch.setattr(consumer.InvoiceEvent, "model_validate_json", validate)
+    monkeypatch.setattr(InvoiceV1.Consumer, "model_validate", validate)
     bad = amq.invoice_message(new_invoice(invoice_id="inv-unreadable"))
     capsys.readouterr()
 
     error = failing(consumer, amq.event([bad, amq.invoice_message(new_invoice())]), lambda_context)
 
     assert [(f.message_id, f.reason) for f in error.failures] == [
-        (bad["messageID"], "message cannot be read: RecursionError: maximum recursion depth exceeded")
+        (bad["messageID"], "the body cannot be read: RecursionError: maximum recursion depth exceeded")
     ]
     assert len(forwarded()) == 1
     assert metric_totals(capsys.readouterr().out)["RejectedMessages"] == 1
@@ -298,7 +303,7 @@ def test_a_message_lambda_would_never_send_fails_the_batch_by_its_place_with_a_c
 
     error = failing(consumer, amq.event([amq.invoice_message(new_invoice()), odd]), lambda_context)
 
-    assert [(f.message_id, f.reason) for f in error.failures] == [("messages[1]", reason)]
+    assert [(f.label, f.reason) for f in error.failures] == [("messages[1]", reason)]
     assert len(forwarded()) == 1
     assert metric_totals(capsys.readouterr().out)["RejectedMessages"] == 1
 
@@ -350,17 +355,19 @@ def test_no_message_is_lost_whatever_the_bodies(consumer, forwarded, amq, lambda
 # --- forwarding when EventBridge fails ---------------------------------------------
 
 
-def fail_put_events(module, monkeypatch, results):
-    """Answer PutEvents from ``results`` (one entry result per call) while it lasts, then for real."""
+def fail_put_events(module, monkeypatch, results, only=lambda entry: True):
+    """Answer the entries ``only`` picks from ``results`` (one result per entry attempt) while it lasts; the rest go through for real."""
     real_put_events = module.eventbridge.put_events
     pending = list(results)
 
     def put_events(**params):
         module.calls.append(params["Entries"])
-        if pending:
-            return {"FailedEntryCount": 1, "Entries": [pending.pop(0)]}
-        module.calls.pop()  # the real call counts itself
-        return real_put_events(**params)
+        failing = {i: pending.pop(0) for i, entry in enumerate(params["Entries"]) if only(entry) and pending}
+        passing = [entry for i, entry in enumerate(params["Entries"]) if i not in failing]
+        real = iter(real_put_events(Entries=passing)["Entries"] if passing else [])
+        if passing:
+            module.calls.pop()  # the real call counted itself
+        return {"FailedEntryCount": len(failing), "Entries": [failing[i] if i in failing else next(real) for i in range(len(params["Entries"]))]}
 
     monkeypatch.setattr(module.eventbridge, "put_events", put_events)
 
@@ -371,7 +378,7 @@ THROTTLED = {"ErrorCode": "ThrottlingException", "ErrorMessage": "Rate exceeded"
 def test_a_put_events_failure_fails_the_batch_and_the_redelivery_forwards_once(consumer, forwarded, amq, lambda_context, monkeypatch, capsys):
     unlucky, lucky = new_invoice(), new_invoice()
     event = amq.event([amq.invoice_message(unlucky), amq.invoice_message(lucky)])
-    fail_put_events(consumer, monkeypatch, [THROTTLED] * 3)
+    fail_put_events(consumer, monkeypatch, [THROTTLED] * 3, only=lambda entry: unlucky["invoice_id"] in entry["Detail"])
 
     error = failing(consumer, event, lambda_context)
 
@@ -422,10 +429,53 @@ def test_a_failing_call_fails_its_message_and_the_redelivery_forwards(consumer, 
 
     error = failing(consumer, event, lambda_context)
 
-    assert "ClientError" in error.failures[0].reason and "AccessDeniedException" in error.failures[0].reason
+    assert error.failures[0].reason == "ForwardFailed: PutEvents did not take the InvoiceIssued event after 1 attempt(s): AccessDeniedException: denied"
+    statuses = [item["status"]["S"] for item in boto3.client("dynamodb").scan(TableName=TABLE_NAME)["Items"]]
+    assert "INPROGRESS" not in statuses
     monkeypatch.setattr(consumer.eventbridge, "put_events", real_put_events)
     consumer.lambda_handler(amq.redelivery(event), lambda_context)
     assert len(forwarded()) == 1
+
+
+def test_the_events_of_a_batch_go_on_the_bus_ten_per_call(consumer, forwarded, amq, lambda_context, capsys):
+    invoices = [new_invoice(status=("issued", "paid", "voided")[i % 3]) for i in range(25)]
+
+    assert consumer.lambda_handler(amq.event([amq.invoice_message(invoice) for invoice in invoices]), lambda_context) == {"messages": 25}
+
+    assert [len(call) for call in consumer.calls] == [10, 10, 5]
+    assert sorted(e["detail"]["invoice_id"] for e in forwarded()) == sorted(invoice["invoice_id"] for invoice in invoices)
+    totals = metric_totals(capsys.readouterr().out)
+    assert (totals["InvoicesForwarded"], totals["FailedMessages"]) == (25, 0)
+
+
+def test_an_invoice_event_twice_in_a_failing_batch_is_forwarded_once_on_its_redelivery(consumer, forwarded, amq, lambda_context, monkeypatch):
+    invoice = new_invoice()
+    event = amq.event([amq.invoice_message(invoice), amq.invoice_message(invoice)])
+    fail_put_events(consumer, monkeypatch, [{"ErrorCode": "InternalFailure", "ErrorMessage": "down"}] * 3)
+
+    error = failing(consumer, event, lambda_context)
+
+    assert error.failed_message_ids == [event["messages"][0]["messageID"]]
+    assert [len(call) for call in consumer.calls] == [1, 1, 1]  # one entry for the two messages
+    assert forwarded() == []
+    consumer.lambda_handler(amq.redelivery(event), lambda_context)
+    assert [e["detail"]["invoice_id"] for e in forwarded()] == [invoice["invoice_id"]]
+
+
+def test_an_invoice_event_another_invocation_is_forwarding_fails_its_message(consumer, forwarded, amq, lambda_context):
+    busy, free = new_invoice(), new_invoice()
+    consumer.persistence_layer.save_inprogress(data=f"{busy['invoice_id']}/issued", remaining_time_in_millis=60_000)
+    event = amq.event([amq.invoice_message(busy), amq.invoice_message(free)])
+
+    error = failing(consumer, event, lambda_context)
+
+    assert [(f.label, f.reason) for f in error.failures] == [
+        (
+            event["messages"][0]["messageID"],
+            f"IdempotencyAlreadyInProgressError: invoice event {busy['invoice_id']}/issued is being forwarded by another invocation (its record is INPROGRESS)",
+        )
+    ]
+    assert [e["detail"]["invoice_id"] for e in forwarded()] == [free["invoice_id"]]
 
 
 def test_the_message_data_is_the_base64_of_the_body(amq):

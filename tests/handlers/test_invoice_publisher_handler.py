@@ -51,7 +51,7 @@ def load_publisher(stomp_broker, load_handler, monkeypatch):
 
     yield load
     for module in modules:
-        module.session.reset()
+        module.client.reset()
 
 
 @pytest.fixture
@@ -124,9 +124,13 @@ def test_what_is_sent_is_what_the_invoice_consumer_reads(publisher, stomp_broker
     monkeypatch.setenv("IDEMPOTENCY_TABLE_NAME", "idempotency")
     consumer = load_handler("invoice_consumer")
 
-    read = [consumer.InvoiceEvent.model_validate_json(body) for _, _, body in stomp_broker.drain(QUEUE)]
+    read = [consumer.parse_json(consumer.INVOICE, body) for _, _, body in stomp_broker.drain(QUEUE)]
 
-    assert [(e.invoice_id, e.status, e.amount) for e in read] == [("inv-0001", "issued", "99.9"), ("inv-0001", "paid", "17.35"), ("inv-0002", "voided", "0")]
+    assert [(e.invoice_id, e.status, json.loads(consumer.detail(e))["amount"]) for e in read] == [
+        ("inv-0001", "issued", "99.9"),
+        ("inv-0001", "paid", "17.35"),
+        ("inv-0002", "voided", "0"),
+    ]
 
 
 def test_the_queue_is_durable_and_the_broker_holds_every_message_as_persistent(publisher, stomp_broker, lambda_context):
@@ -140,7 +144,7 @@ def test_the_queue_is_durable_and_the_broker_holds_every_message_as_persistent(p
 def test_an_error_frame_fails_the_invocation_and_nothing_is_reported_as_sent(publisher, stomp_broker, lambda_context):
     stomp_broker.set_permissions(".*", "^$", ".*")
     try:
-        with pytest.raises(publisher.PublishError) as raised:
+        with pytest.raises(publisher.ReceiptsMissing) as raised:
             publisher.lambda_handler(request(3), lambda_context)
     finally:
         stomp_broker.set_permissions(".*", ".*", ".*")
@@ -155,7 +159,7 @@ def test_a_message_the_broker_refuses_is_not_reported_as_sent(load_publisher, st
     # The queue takes one message and refuses the next; the adapter then closes the connection without a receipt.
     publisher = load_publisher(DESTINATION_PREFIX="/amq/queue/", QUEUE_NAME=LIMITED_QUEUE)
 
-    with pytest.raises(publisher.PublishError, match=r"^1 of 3 invoice\(s\) confirmed by the broker: ") as raised:
+    with pytest.raises(publisher.ReceiptsMissing, match=r"^1 of 3 invoice\(s\) confirmed by the broker: ") as raised:
         publisher.lambda_handler(request(3), lambda_context)
 
     assert raised.value.confirmed == ["inv-0000 issued"]
@@ -169,7 +173,7 @@ def test_a_missing_receipt_fails_the_invocation_after_the_receipt_timeout(load_p
     relay.stall()
 
     started = time.monotonic()
-    with pytest.raises(publisher.PublishError) as raised:
+    with pytest.raises(publisher.ReceiptsMissing) as raised:
         publisher.lambda_handler(request(3, start=2), lambda_context)
 
     assert 1.0 <= time.monotonic() - started < 4
@@ -187,7 +191,7 @@ def test_the_remaining_time_bounds_the_wait_for_receipts(load_publisher, relay, 
     relay.stall()
 
     started = time.monotonic()
-    with pytest.raises(publisher.PublishError, match=r"no receipt for 2 invoice\(s\) within 1\.\d s"):
+    with pytest.raises(publisher.ReceiptsMissing, match=r"no receipt for 2 invoice\(s\) within 1\.\d s"):
         publisher.lambda_handler(request(2, start=1), dataclasses.replace(lambda_context, timeout_ms=2500))
 
     assert time.monotonic() - started < 3
@@ -207,7 +211,7 @@ def test_a_connection_lost_mid_publish_reports_only_what_was_confirmed(load_publ
 
     monkeypatch.setattr(stomp.Connection12, "send", send_then_lose_the_connection)
 
-    with pytest.raises(publisher.PublishError) as raised:
+    with pytest.raises(publisher.ReceiptsMissing) as raised:
         publisher.lambda_handler(request(5), lambda_context)
 
     error = raised.value
@@ -241,7 +245,7 @@ def test_one_connection_serves_every_invocation_of_an_execution_environment(load
 def test_a_connection_idle_longer_than_the_limit_is_made_again(load_publisher, relay, lambda_context, monkeypatch):
     publisher = load_publisher(BROKER_PORT=str(relay.port))
     publisher.lambda_handler(request(1), lambda_context)
-    monkeypatch.setattr(publisher, "IDLE_RECONNECT_SECONDS", 0.0)
+    monkeypatch.setattr(publisher.client, "settings", dataclasses.replace(publisher.client.settings, idle_reconnect_seconds=0.0))
 
     publisher.lambda_handler(request(1, start=1), lambda_context)
 
@@ -251,17 +255,18 @@ def test_a_connection_idle_longer_than_the_limit_is_made_again(load_publisher, r
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        ({"amount": -1}, r"invoices\[2\]: amount: .*greater than or equal to 0"),
-        ({"amount": "10.00001"}, r"invoices\[2\]: amount: .*4 decimal places"),
-        ({"amount": "-1.00"}, r"invoices\[2\]: amount: .*must be a decimal such as 123.45"),
-        ({"amount": "1e3"}, r"invoices\[2\]: amount: .*must be a decimal such as 123.45"),
-        ({"amount": "NaN"}, r"invoices\[2\]: amount: .*must be a decimal such as 123.45"),
-        ({"amount": True}, r"invoices\[2\]: amount: .*must be a decimal string or a number"),
+        ({"amount": -1}, r"invoices\[2\]: amount: Value error, must be a decimal written as text, such as 123.45"),
+        ({"amount": "10.00001"}, r"invoices\[2\]: amount: Value error, must be a decimal written as text"),
+        ({"amount": "-1.00"}, r"invoices\[2\]: amount: Value error, must be a decimal written as text"),
+        ({"amount": "1e3"}, r"invoices\[2\]: amount: Value error, must be a decimal written as text"),
+        ({"amount": "NaN"}, r"invoices\[2\]: amount: Value error, must be a decimal written as text"),
+        ({"amount": 1e15}, r"invoices\[2\]: amount: Value error, must be a decimal written as text"),
+        ({"amount": True}, r"invoices\[2\]: amount: Value error, must be a decimal written as text"),
         ({"status": "overdue"}, r"invoices\[2\]: status: Input should be 'issued', 'paid' or 'voided'"),
         ({"currency": "eur"}, r"invoices\[2\]: currency: "),
         ({"invoice_id": "INV-1"}, r"invoices\[2\]: invoice_id: "),
         ({"customer_id": "c 1"}, r"invoices\[2\]: customer_id: "),
-        ({"schema_version": 2}, r"invoices\[2\]: schema_version: .*unsupported schema_version 2, expected 1"),
+        ({"schema_version": 2}, r"invoices\[2\]: schema_version: Input should be 1"),
         ({"issued_at": "2025-03-14"}, r"invoices\[2\]: issued_at: "),
         ({"issued_at": 1741944413}, r"invoices\[2\]: issued_at: .*ISO 8601"),
         ({"due_at": "2025-04-14T00:00:00Z"}, r"invoices\[2\]: due_at: Extra inputs are not permitted"),
@@ -275,7 +280,7 @@ def test_an_invalid_invoice_names_its_index_and_nothing_is_sent(publisher, stomp
     with pytest.raises(ValueError, match=reason):
         publisher.lambda_handler(sent, lambda_context)
 
-    assert publisher.session.connection is None
+    assert publisher.client.connection is None
     assert on_queue(stomp_broker) == []
 
 
@@ -331,7 +336,7 @@ def test_tls_verifies_the_certificate_against_the_system_store_and_the_host_name
     monkeypatch.setenv("BROKER_TLS", "true")
     publisher = load_publisher(BROKER_HOST="b-1234-1.mq.us-east-1.on.aws", BROKER_PORT="61614")
 
-    settings = publisher.new_connection().transport.get_ssl(("b-1234-1.mq.us-east-1.on.aws", 61614))
+    settings = publisher.client.settings.new_connection().transport.get_ssl(("b-1234-1.mq.us-east-1.on.aws", 61614))
 
     assert settings["verify"] is True
     assert settings["ca_certs"] is None
@@ -343,7 +348,7 @@ def test_tls_covers_every_host(load_publisher, monkeypatch):
     monkeypatch.setenv("BROKER_TLS", "true")
     publisher = load_publisher(BROKER_HOST="b-1234-1.mq.us-east-1.on.aws,b-1234-2.mq.us-east-1.on.aws", BROKER_PORT="61614")
 
-    transport = publisher.new_connection().transport
+    transport = publisher.client.settings.new_connection().transport
 
     assert [transport.get_ssl((f"b-1234-{n}.mq.us-east-1.on.aws", 61614))["verify"] for n in (1, 2)] == [True, True]
 

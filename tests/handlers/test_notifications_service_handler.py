@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.handlers.exercise_02 import failures, handle
 from tests.handlers.record_shapes import (
     DEEPLY_NESTED,
     NOT_AN_OBJECT,
@@ -21,6 +22,7 @@ from tests.handlers.record_shapes import (
 
 FAST = settings(max_examples=50, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 TABLE_NAME = "notifications-idempotency"
+NOT_NOTIFIED = "is not an event this function notifies about"
 
 _numbers = iter(range(1, 1_000_000))
 
@@ -97,14 +99,6 @@ def record(sqs_events, eventbridge_event):
     return build
 
 
-def failures(*message_ids):
-    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in message_ids]}
-
-
-def handle(module, records, context):
-    return module.lambda_handler({"Records": records}, context)
-
-
 @pytest.mark.parametrize("name", sorted(KNOWN))
 def test_each_known_event_is_notified_once(notifications, notified, record, lambda_context, name):
     source, detail_type, detail, kind = KNOWN[name]
@@ -129,7 +123,7 @@ def test_an_order_notification_says_what_was_ordered(notifications, notified, re
             {
                 "order_id": detail["order_id"],
                 "customer_id": "c-0042",
-                "total": "19.99",
+                "total": 19.99,  # as the contract writes it: a JSON number
                 "currency": "EUR",
                 "items": [{"sku": "SKU-a", "quantity": 1}],
             },
@@ -162,6 +156,30 @@ def test_a_notification_emits_a_metric(notifications, record, lambda_context, ca
     blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     sent = [blob["NotificationsSent"] for blob in blobs if "NotificationsSent" in blob]
     assert sum(sum(value) if isinstance(value, list) else value for value in sent) == 1
+
+
+def test_a_batch_logs_one_line_and_publishes_its_counts_once(notifications, notified, record, lambda_context, log_records, capsys):
+    logs = log_records(notifications)
+    details = [order_detail(2) for _ in range(5)]
+    batch = [record("blueprints.orders", "OrderPlaced", detail) for detail in details] + [record("blueprints.orders", "OrderPlaced", details[0])]
+    capsys.readouterr()
+
+    assert handle(notifications, batch, lambda_context) == failures()
+
+    assert len(notified) == 5
+    [line] = [r for r in logs if r.levelname == "INFO"]
+    assert (line.getMessage(), line.records, line.NotificationsSent, line.DuplicateEventsSkipped) == ("Batch processed", 6, 5, 1)
+    emitted = [line for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert len(emitted) == 1  # one EMF blob for the batch, not one per record
+    assert metric_totals(emitted[0])["NotificationsSent"] == 5
+
+
+def test_an_order_read_in_version_1_is_notified_as_the_current_version_without_items(notifications, notified, record, lambda_context):
+    detail = order_detail(1)
+
+    handle(notifications, [record("blueprints.orders", "OrderCancelled", detail)], lambda_context)
+
+    assert notified == [("order_cancelled", {"order_id": detail["order_id"], "customer_id": "c-0042", "total": 19.99, "currency": "EUR", "items": []})]
 
 
 @pytest.mark.parametrize("name", sorted(KNOWN))
@@ -244,13 +262,33 @@ def test_a_restock_request_redelivered_by_the_pipe_is_one_notification(notificat
 @pytest.mark.parametrize(
     ("source", "detail_type", "detail", "reason"),
     [
-        ("blueprints.inventory", "StockReleased", {"version": 1, "order_id": "o-1", "items": []}, "'blueprints.inventory/StockReleased/v1'"),
-        ("blueprints.inventory", "StockReserved", {"version": 2, "order_id": "o-1", "items": []}, "'blueprints.inventory/StockReserved/v2'"),
-        ("blueprints.orders", "OrderPlaced", dict(order_detail(2), version=3), "'blueprints.orders/OrderPlaced/v3'"),
-        ("blueprints.orders", "OrderPlaced", dict(order_detail(1), version=True), "'blueprints.orders/OrderPlaced/v?'"),
-        ("blueprints.orders", "OrderShipped", order_detail(2), "'blueprints.orders/OrderShipped/v2'"),
-        ("blueprints.orders", "DailyReportRequested", {"version": 1, "report": "daily"}, "'blueprints.orders/DailyReportRequested/v1'"),
-        ("aws.scheduler", "DailyReportRequested", {"version": 1, "report": "daily"}, "'aws.scheduler/DailyReportRequested/v1'"),
+        (
+            "blueprints.inventory",
+            "StockReleased",
+            {"version": 1, "order_id": "o-1", "items": []},
+            f"detail-type: Value error, StockReleased of blueprints.inventory {NOT_NOTIFIED}",
+        ),
+        ("blueprints.inventory", "StockReserved", {"version": 2, "order_id": "o-1", "items": []}, "detail.version: Input should be 1"),
+        ("blueprints.orders", "OrderPlaced", dict(order_detail(2), version=3), "detail.version: Input should be 1 or 2"),
+        ("blueprints.orders", "OrderPlaced", dict(order_detail(1), version=True), "detail.version: Value error, must be a whole number"),
+        (
+            "blueprints.orders",
+            "OrderShipped",
+            order_detail(2),
+            f"detail-type: Value error, OrderShipped of blueprints.orders {NOT_NOTIFIED}",
+        ),
+        (
+            "blueprints.orders",
+            "DailyReportRequested",
+            {"version": 1, "report": "daily"},
+            f"detail-type: Value error, DailyReportRequested of blueprints.orders {NOT_NOTIFIED}",
+        ),
+        (
+            "aws.scheduler",
+            "DailyReportRequested",
+            {"version": 1, "report": "daily"},
+            f"detail-type: Value error, DailyReportRequested of aws.scheduler {NOT_NOTIFIED}",
+        ),
         ("blueprints.scheduler", "DailyReportRequested", {"version": 1, "report": "weekly"}, "detail.report: Input should be 'daily'"),
         ("blueprints.warehouse", "RestockRequested", {"version": 1, "kind": "cancel", "request_id": "r-1", "sku": "SKU-1", "quantity": 1}, "detail.kind: "),
         (
@@ -403,14 +441,14 @@ def test_a_record_without_a_body_fails_with_that_reason(notifications, sqs_event
 
 
 def test_any_exception_while_reading_a_record_is_that_records_failure(notifications, sqs_events, record, lambda_context, log_records, capsys, monkeypatch):
-    real = notifications.parse
+    real = notifications.BusEvent.model_validate_json
 
-    def reading(*args, **kwargs):
-        if "o-unreadable" in str(kwargs.get("event", args[0] if args else "")):
+    def reading(text, *args, **kwargs):
+        if "o-unreadable" in str(text):
             raise RecursionError("maximum recursion depth exceeded")
-        return real(*args, **kwargs)
+        return real(text, *args, **kwargs)
 
-    monkeypatch.setattr(notifications, "parse", reading)
+    monkeypatch.setattr(notifications.BusEvent, "model_validate_json", reading)
     logs = log_records(notifications)
     bad, good = (
         record("blueprints.orders", "OrderPlaced", {**order_detail(1), "order_id": "o-unreadable"}),

@@ -7,7 +7,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.handlers.record_shapes import nested
+from tests.handlers.exercise_02 import reject_entries, watch_put_events
+from tests.handlers.record_shapes import metric_totals, nested
 
 BASE_DELAY = 0.05
 BUS_NAME = "blueprints"
@@ -30,16 +31,7 @@ def bus(shared_bus, received_events):
 def publisher(bus, load_handler, monkeypatch):
     monkeypatch.setenv("BUS_NAME", BUS_NAME)
     monkeypatch.setenv("PUT_RETRY_BASE_DELAY_SECONDS", str(BASE_DELAY))
-    module = load_handler("orders_publisher")
-    module.pauses = []
-    module.sleep = module.pauses.append
-    module.calls = []
-
-    def count(params, **_):
-        module.calls.append(params["Entries"])
-
-    module.eventbridge.meta.events.register("before-parameter-build.events.PutEvents", count)
-    return module
+    return watch_put_events(load_handler("orders_publisher"))
 
 
 def order(index, **overrides):
@@ -65,26 +57,6 @@ def request(count):
 
 def order_ids(entries):
     return [json.loads(entry["Detail"])["order_id"] for entry in entries]
-
-
-def reject_entries(module, monkeypatch, decide):
-    """Make EventBridge report some entries as failed: ``decide(call_number, entry)`` returns
-    ``(ErrorCode, ErrorMessage)`` for an entry to fail, or None to put it on the bus for real.
-    The response keeps PutEvents' promise: one result per entry, in the request's order."""
-    real_put_events = module.eventbridge.put_events
-    requests = []
-
-    def put_events(**params):
-        entries = params["Entries"]
-        requests.append(entries)
-        verdicts = [decide(len(requests), entry) for entry in entries]
-        passing = [entry for entry, verdict in zip(entries, verdicts, strict=True) if verdict is None]
-        real = iter(real_put_events(Entries=passing)["Entries"] if passing else [])
-        results = [next(real) if verdict is None else {"ErrorCode": verdict[0], "ErrorMessage": verdict[1]} for verdict in verdicts]
-        return {"FailedEntryCount": sum(1 for r in results if "ErrorCode" in r), "Entries": results}
-
-    monkeypatch.setattr(module.eventbridge, "put_events", put_events)
-    return requests
 
 
 def test_25_events_take_3_put_events_calls(publisher, lambda_context):
@@ -151,7 +123,7 @@ def test_the_bus_may_be_given_by_its_arn(bus, load_handler, monkeypatch, lambda_
     [
         (2, {"total": -1}, r"events\[2\]: detail.total: .*greater than or equal to 0"),
         (0, {"currency": "eur"}, r"events\[0\]: detail.currency: "),
-        (7, {"version": 1}, r"events\[7\]: detail.version: .*unsupported version 1, expected 2"),
+        (7, {"version": 1}, r"events\[7\]: detail.version: Input should be 2$"),
         (7, {"version": True}, r"events\[7\]: detail.version: "),
         (3, {"total": "12.00"}, r"events\[3\]: detail.total: .*must be a number"),
         (5, {"coupon": "FREE"}, r"events\[5\]: detail.coupon: Extra inputs are not permitted"),
@@ -285,7 +257,7 @@ def test_a_persistent_failure_raises_naming_the_entries_and_claims_nothing(publi
     assert len(publisher.pauses) == 2  # one pause before each retry pass
     arrived = sorted(e["detail"]["order_id"] for e in received_events(bus.queue_urls["all-orders"]))
     assert arrived == sorted(f"o-{i:04d}" for i in range(25) if f"o-{i:04d}" not in doomed)
-    emitted = metric_values(capsys.readouterr().out)
+    emitted = metric_totals(capsys.readouterr().out)
     assert emitted["OrderEventsPublished"] == 23
     assert emitted["OrderEventsFailedToPublish"] == 2
 
@@ -352,19 +324,13 @@ def test_a_failing_call_stops_publishing(publisher, lambda_context, monkeypatch)
         publisher.lambda_handler(request(15), lambda_context)
 
     assert raised.value.published == 0
-    assert Counter(reason.split(":")[0] for reason in raised.value.failed.values()) == {"AccessDeniedException": 10, "not sent": 5}
-
-
-def test_entry_sizes_are_counted_as_eventbridge_counts_them(publisher):
-    entry = {"Source": "s", "DetailType": "dé", "Detail": '{"a":"€"}', "Resources": ["ab", "c"]}
-    assert publisher.entry_size(entry) == 1 + 3 + 11 + 3
-    assert publisher.entry_size({**entry, "Time": "2025-01-01T00:00:00Z"}) == 14 + 18
+    assert Counter(reason.split(":")[0] for reason in raised.value.failed.values()) == {"AccessDeniedException": 10, "NotSent": 5}
 
 
 def test_calls_also_stay_under_the_request_size_limit(publisher, lambda_context, monkeypatch):
     entries = [publisher.to_entry(event) for event in publisher.validate_request(request(12))]
     largest = max(publisher.entry_size(entry) for entry in entries)
-    monkeypatch.setattr(publisher, "MAX_REQUEST_BYTES", 3 * largest)
+    monkeypatch.setattr(publisher.bus, "max_request_bytes", 3 * largest)
 
     assert publisher.lambda_handler(request(12), lambda_context) == {"published": 12}
 
@@ -382,10 +348,15 @@ def test_an_entry_over_the_size_limit_is_refused(publisher, lambda_context, monk
     assert publisher.calls == []
 
 
-def test_backoff_stays_under_its_growing_ceiling(publisher):
-    for retry in range(1, 12):
-        ceiling = min(publisher.MAX_BACKOFF_SECONDS, BASE_DELAY * 2 ** (retry - 1))
-        assert all(0 <= publisher.backoff_delay(retry) <= ceiling for _ in range(50))
+def test_the_publisher_keeps_to_256_kb_and_retries_as_the_environment_says(bus, load_handler, monkeypatch):
+    # How the calls are filled and the pauses drawn is the runtime's (tests/runtime/test_publishers.py); these are the settings.
+    monkeypatch.setenv("BUS_NAME", BUS_NAME)
+    monkeypatch.setenv("PUT_MAX_ATTEMPTS", "5")
+    monkeypatch.setenv("PUT_RETRY_BASE_DELAY_SECONDS", "0.5")
+    module = load_handler("orders_publisher")
+
+    assert (module.bus.event_bus_name, module.bus.max_request_bytes) == (BUS_NAME, 256 * 1024)
+    assert (module.bus.retry.max_attempts, module.bus.retry.base_delay_seconds, module.bus.retry.max_delay_seconds) == (5, 0.5, 5.0)
 
 
 def test_the_error_message_lists_entries_up_to_a_limit(publisher):
@@ -395,18 +366,6 @@ def test_the_error_message_lists_entries_up_to_a_limit(publisher):
 
     assert message.startswith("130 order event(s) not put on the bus (0 were): events[0] (OrderPlaced o-0): ThrottlingException; events[1]")
     assert message.endswith("events[99] (OrderPlaced o-99): ThrottlingException; and 30 more")
-
-
-def metric_values(stdout):
-    values = {}
-    for line in stdout.splitlines():
-        if '"_aws"' not in line:
-            continue
-        blob = json.loads(line)
-        for definition in blob["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
-            value = blob[definition["Name"]]
-            values[definition["Name"]] = values.get(definition["Name"], 0) + (sum(value) if isinstance(value, list) else value)
-    return values
 
 
 def test_nothing_else_is_called(publisher, lambda_context):

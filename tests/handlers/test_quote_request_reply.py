@@ -19,6 +19,8 @@ from decimal import Decimal
 import pika
 import pytest
 
+from messaging_runtime.amazon_mq import BatchFailed
+from messaging_runtime.contracts.quotes import QuoteRequestV1
 from tests.handlers.mq_events import RabbitMQEvents
 
 # The broker fixtures: rabbitmq, broker_vhost, broker_secret, broker_env.
@@ -64,10 +66,7 @@ def load_function(quote_broker, load_handler, monkeypatch):
 
     yield load
     for module in modules:
-        if hasattr(module, "replies"):
-            module.replies.close()
-        for broker in getattr(module, "brokers", {}).values():
-            broker.close()
+        (module.replies if hasattr(module, "replies") else module.clients).close()
 
 
 @pytest.fixture
@@ -157,6 +156,18 @@ class TestRequester:
 @pytest.fixture
 def test_requester(quote_broker):
     return TestRequester(quote_broker)
+
+
+def metric_totals(output):
+    """{metric name: sum of values} over the EMF lines printed."""
+    totals = {}
+    for line in output.splitlines():
+        if '"_aws"' in line:
+            blob = json.loads(line)
+            for metric in (m for directive in blob["_aws"]["CloudWatchMetrics"] for m in directive["Metrics"]):
+                values = blob[metric["Name"]]
+                totals[metric["Name"]] = totals.get(metric["Name"], 0) + sum(values if isinstance(values, list) else [values])
+    return totals
 
 
 def wire_request(**overrides):
@@ -318,7 +329,10 @@ def test_a_reply_too_deeply_nested_to_decode_is_a_quote_refused_not_a_crash(requ
     _, properties, _ = fetch_request(quote_broker)
     test_requester.channel.basic_publish("", properties.reply_to, DEEPLY_NESTED.encode(), pika.BasicProperties(correlation_id=properties.correlation_id))
 
-    with pytest.raises(requester.QuoteRefused, match=rf"^the reply to quote request {properties.correlation_id} is not JSON: RecursionError: "):
+    with pytest.raises(
+        requester.QuoteRefused,
+        match=rf"^the reply to quote request {properties.correlation_id} is not a quote answer: reply: Invalid JSON: recursion limit exceeded",
+    ):
         asked.result(timeout=10)
 
 
@@ -339,9 +353,9 @@ def test_a_deeply_nested_request_is_refused_and_sends_nothing(requester, quote_b
     [(9, "0.00", "144.63"), (10, "16.07", "144.63"), (15, "24.11", "216.94")],
 )
 def test_lines_of_ten_or_more_get_ten_percent_off_rounded_half_up(responder, quantity, discount, amount):
-    request = responder.QuoteRequest.model_validate({"schema_version": 1, "customer_id": "c-1", "items": [{"sku": "SKU-B2", "quantity": quantity}]})
+    request = QuoteRequestV1.model_validate({"schema_version": 1, "customer_id": "c-1", "items": [{"sku": "SKU-B2", "quantity": quantity}]})
 
-    [line] = responder.price(request)["lines"]
+    [line] = responder.price(request).model_dump(mode="json")["lines"]
 
     assert (line["unit_price"], line["discount"], line["amount"]) == ("16.07", discount, amount)
 
@@ -356,11 +370,11 @@ def test_every_unit_price_is_between_5_and_100(responder):
 @pytest.mark.parametrize(
     ("body", "data", "reason"),
     [
-        (None, "%%% not base64 %%%", r"^the data is not base64"),
-        (b'{"schema_version": 1, ', None, r"^the body is not JSON"),
-        (b"\xff\xfe{}", None, r"^the body is not UTF-8 text"),
+        (None, "%%% not base64 %%%", r"^not a valid quote request: data is not base64: "),
+        (b'{"schema_version": 1, ', None, r"^not a valid quote request: body: Invalid JSON: EOF while parsing a value at line 1 column 22$"),
+        (b"\xff\xfe{}", None, r"^not a valid quote request: body is not UTF-8 text: "),
         (wire_request(items=[]), None, r"^not a valid quote request: items: .*at least 1 item"),
-        (wire_request(schema_version=2), None, r"^not a valid quote request: schema_version: .*unsupported schema_version 2, expected 1"),
+        (wire_request(schema_version=2), None, r"^not a valid quote request: schema_version: Input should be 1$"),
         (wire_request(customer_id=7), None, r"^not a valid quote request: customer_id: Input should be a valid string"),
         ([1, 2], None, r"^not a valid quote request: body: "),
     ],
@@ -384,11 +398,11 @@ def test_a_bad_request_gets_an_error_reply(responder, quote_broker, test_request
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
-        (DEEPLY_NESTED.encode(), r"^the body is not JSON this service can read \(RecursionError: maximum recursion depth exceeded"),
-        (b'{"schema_version": 1, "items": ' + DEEPLY_NESTED.encode() + b"}", r"^the body is not JSON this service can read \(RecursionError: "),
-        (b"42", r"^not a valid quote request: body: Input should be a valid dictionary"),
-        (b"null", r"^not a valid quote request: body: Input should be a valid dictionary"),
-        (b'"a quote please"', r"^not a valid quote request: body: Input should be a valid dictionary"),
+        (DEEPLY_NESTED.encode(), r"^not a valid quote request: body: Invalid JSON: recursion limit exceeded"),
+        (b'{"schema_version": 1, "items": ' + DEEPLY_NESTED.encode() + b"}", r"^not a valid quote request: body: Invalid JSON: recursion limit exceeded"),
+        (b"42", r"^not a valid quote request: body: Input should be an object$"),
+        (b"null", r"^not a valid quote request: body: Input should be an object$"),
+        (b'"a quote please"', r"^not a valid quote request: body: Input should be an object$"),
     ],
     ids=["nested arrays", "nested in a field", "number", "null", "string"],
 )
@@ -411,40 +425,45 @@ def test_any_exception_while_reading_a_request_gets_an_error_reply(responder, qu
     def validate(*_args, **_kwargs):
         raise TypeError("unhashable type: 'list'")
 
-    monkeypatch.setattr(responder.QuoteRequest, "model_validate", validate)
+    monkeypatch.setattr(QuoteRequestV1.Consumer, "model_validate", validate)
     correlation_id = test_requester.publish(wire_request())
 
     assert responder.lambda_handler(rmq_event(quote_broker, lambda_message(*fetch_request(quote_broker))), lambda_context) == {"requests": 1, "answered": 1}
 
     assert test_requester.wait_for_replies(1) == [
-        (correlation_id, {"status": "error", "error": "not a valid quote request: TypeError: unhashable type: 'list'"})
+        (correlation_id, {"status": "error", "error": "not a valid quote request: the body cannot be read: TypeError: unhashable type: 'list'"})
     ]
 
 
 @pytest.mark.parametrize(
-    ("shape", "expected"),
+    ("shape", "place", "reason"),
     [
-        ("not an object", r"^1 of 2 request\(s\) not answered, the batch goes back to the broker: quote-requests\[1\]: not a message object \(str\)$"),
-        ("properties not an object", r"^1 of 2 request\(s\) not answered, .*: quote-requests\[1\]: basicProperties is list, expected an object$"),
-        ("messages not a list", r"^1 of 1 request\(s\) not answered, .*: quote-requests: the messages are dict, expected a list$"),
+        ("not an object", "[1]", "not a message object (str)"),
+        ("properties not an object", "[1]", "basicProperties is list, expected an object"),
+        ("messages not a list", "", "the messages are dict, expected a list"),
     ],
 )
 def test_a_message_lambda_would_never_send_fails_the_batch_with_a_clear_reason(
-    responder, quote_broker, test_requester, lambda_context, caplog, shape, expected
+    responder, quote_broker, test_requester, lambda_context, caplog, capsys, shape, place, reason
 ):
     answered = test_requester.publish(wire_request())
     good = lambda_message(*fetch_request(quote_broker))
+    key = f"{REQUEST_QUEUE}::{quote_broker.name}"
     if shape == "messages not a list":
-        event = RabbitMQEvents().event({f"{REQUEST_QUEUE}::{quote_broker.name}": {"0": good}})
+        event = RabbitMQEvents().event({key: {"0": good}})
     else:
         odd = "a request" if shape == "not an object" else dict(good, basicProperties=[["replyTo", "x"]])
         event = rmq_event(quote_broker, good, odd)
+    capsys.readouterr()
 
-    with pytest.raises(responder.RepliesNotSent, match=expected) as raised:
+    with pytest.raises(BatchFailed) as raised:
         responder.lambda_handler(event, lambda_context)
 
-    [logged] = [r for r in caplog.records if r.getMessage() == "Message cannot be answered, left to the broker's dead-lettering"]
-    assert (logged.levelname, f"{logged.at}: {logged.reason}") == ("ERROR", raised.value.failures[-1])
+    total = 1 if shape == "messages not a list" else 2
+    assert str(raised.value) == f"1 of {total} messages failed; the broker redelivers the batch: {key}{place}: {reason}"
+    [logged] = [r for r in caplog.records if r.getMessage() == "Message failed"]
+    assert (logged.levelname, logged.place, logged.reason) == ("ERROR", f"{key}{place}", reason)
+    assert metric_totals(capsys.readouterr().out)["UnanswerableRequests"] == 1
     if shape != "messages not a list":
         assert test_requester.wait_for_replies(1) == [(answered, {"status": "ok", "quote": QUOTE})]
 
@@ -461,17 +480,21 @@ def test_a_request_without_correlation_id_gets_an_error_reply(responder, quote_b
 
 
 @pytest.mark.parametrize("body", [wire_request(), b"not json"], ids=["valid", "bad"])
-def test_a_request_without_reply_to_is_logged_with_its_data_and_fails_the_batch(responder, quote_broker, test_requester, lambda_context, caplog, body):
+def test_a_request_without_reply_to_fails_the_batch_with_its_reason(responder, quote_broker, test_requester, lambda_context, caplog, capsys, body):
     test_requester.publish(body, reply_to=None)
     message = lambda_message(*fetch_request(quote_broker))
+    capsys.readouterr()
 
-    with pytest.raises(responder.RepliesNotSent, match="a request without replyTo"):
+    with pytest.raises(BatchFailed) as raised:
         responder.lambda_handler(rmq_event(quote_broker, message), lambda_context)
 
-    [record] = [r for r in caplog.records if r.getMessage() == "Request without replyTo cannot be answered, left to the broker's dead-lettering"]
-    assert record.levelname == "ERROR"
-    assert record.data == message["data"]
-    assert record.reason == ("no replyTo" if isinstance(body, dict) else "the body is not JSON (Expecting value at line 1 column 1)")
+    why = "no replyTo" if isinstance(body, dict) else "not a valid quote request: body: Invalid JSON: expected ident at line 1 column 2"
+    [failure] = raised.value.failures
+    assert (failure.place, failure.reason) == (f"{REQUEST_QUEUE}::{quote_broker.name}[0]", f"a request without replyTo ({why})")
+    [record] = [r for r in caplog.records if r.getMessage() == "Message failed"]
+    assert (record.levelname, record.reason, record.redelivered) == ("ERROR", failure.reason, False)
+    totals = metric_totals(capsys.readouterr().out)
+    assert (totals["UnanswerableRequests"], totals["RejectedMessages"], totals["FailedMessages"]) == (1, 1, 1)
     assert test_requester.wait_for_replies(1, timeout=0.5) == []
 
 
@@ -480,12 +503,12 @@ def test_a_reply_that_cannot_be_sent_fails_the_batch_after_the_rest_are_answered
     answered = test_requester.publish(wire_request())
     messages = [lambda_message(*fetch_request(quote_broker)) for _ in range(2)]
 
-    with pytest.raises(responder.RepliesNotSent) as raised:
+    with pytest.raises(BatchFailed) as raised:
         responder.lambda_handler(rmq_event(quote_broker, *messages), lambda_context)
 
     assert str(raised.value) == (
-        f"1 of 2 request(s) not answered, the batch goes back to the broker: "
-        f"quote-requests correlationId {lost}: unroutable: there is no queue 'no-such-reply-queue' in virtual host '{quote_broker.name}'"
+        f"1 of 2 messages failed; the broker redelivers the batch: {REQUEST_QUEUE}::{quote_broker.name}[0]: ReplyNotSent: "
+        f"correlationId {lost}: unroutable: there is no queue 'no-such-reply-queue' in virtual host '{quote_broker.name}' (returned by the broker)"
     )
     assert test_requester.wait_for_replies(1) == [(answered, {"status": "ok", "quote": QUOTE})]
 
@@ -503,7 +526,7 @@ def test_a_connection_lost_mid_batch_fails_it_and_the_redelivery_is_answered(res
         return real_publish(channel, *args, **kwargs)
 
     monkeypatch.setattr(pika.adapters.blocking_connection.BlockingChannel, "basic_publish", publish_then_lose_the_connection)
-    with pytest.raises(responder.RepliesNotSent, match=rf"^1 of 2 .*correlationId {second}: the connection was lost before the broker confirmed"):
+    with pytest.raises(BatchFailed, match=rf"^1 of 2 messages failed; .*\[1\]: ReplyNotSent: correlationId {second}: the connection or channel was lost"):
         responder.lambda_handler(event, lambda_context)
     monkeypatch.undo()
 
@@ -534,7 +557,7 @@ def test_the_reply_goes_out_on_the_virtual_host_the_event_names(load_function, q
 
 
 def test_an_event_that_is_not_from_rabbitmq_is_refused(responder, lambda_context):
-    with pytest.raises(ValueError, match=r'not a RabbitMQ event: no "rmqMessagesByQueue" object'):
+    with pytest.raises(ValueError, match=r'^not an Amazon MQ for RabbitMQ event: expected an object with "eventSource": "aws:rmq" and "rmqMessagesByQueue"'):
         responder.lambda_handler({"Records": []}, lambda_context)
 
 

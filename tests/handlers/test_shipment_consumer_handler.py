@@ -1,6 +1,7 @@
 """The shipment consumer: latest status per shipment, delays bridged to the bus once, bad messages fail the whole batch by name."""
 
 import base64
+import dataclasses
 import json
 from datetime import datetime, timedelta, timezone
 
@@ -10,6 +11,8 @@ from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from messaging_runtime.amazon_mq import BatchFailed
+from messaging_runtime.contracts.shipments import ShipmentUpdateV1
 from tests.handlers.mq_events import OMIT, RabbitMQEvents, new_shipment_update
 
 FAST = settings(max_examples=30, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -38,10 +41,10 @@ def world(moto_module, event_bus_with_queues):
 
 
 @pytest.fixture(scope="module")
-def loaded(world, load_handler):
-    module = load_handler("shipment_consumer")
+def loaded(world, load_function_module):
+    module = load_function_module("shipment_consumer")  # handler.py and its shipment_table.py
     module.pauses = []
-    module.sleep = module.pauses.append
+    module.bus.retry = dataclasses.replace(module.bus.retry, sleep=module.pauses.append)
     module.calls = []
 
     def count(params, **_):
@@ -106,7 +109,7 @@ def handle(module, event, context):
 
 
 def failing(module, event, context):
-    with pytest.raises(module.BatchFailed) as raised:
+    with pytest.raises(BatchFailed) as raised:
         module.lambda_handler(event, context)
     return raised.value
 
@@ -149,7 +152,7 @@ def test_a_batch_from_two_queues_records_every_shipment_and_bridges_the_delay(co
     }
     totals = metric_totals(capsys.readouterr().out)
     assert totals["ShipmentsRecorded"] == 3 and totals["ShipmentsBridged"] == 1
-    assert "RejectedMessages" not in totals and "DuplicateShipmentsSkipped" not in totals
+    assert (totals["RejectedMessages"], totals["FailedMessages"]) == (0, 0) and "DuplicateShipmentsSkipped" not in totals
 
 
 def test_a_later_update_replaces_the_status_and_keeps_the_carrier_it_does_not_name(consumer, rmq, lambda_context):
@@ -338,20 +341,20 @@ def test_whatever_the_order_and_the_duplicates_the_latest_update_wins_and_each_r
 BAD_MESSAGES = {
     "not base64": (dict(data="eyJzY2hlbWFfdmVyc2lvbiI6!!"), "data is not base64"),
     "not UTF-8": (dict(body=b"\xff\xfe{}"), "body is not UTF-8 text"),
-    "not JSON": (dict(body="{schema_version: 1"), "body is not JSON"),
-    "JSON but not an object": (dict(body="[1, 2]"), "not a shipment update: body: Input should be an object"),
-    "a number": (dict(body="42"), "not a shipment update: body: Input should be an object"),
-    "null": (dict(body="null"), "not a shipment update: body: Input should be an object"),
-    "deeply nested": (dict(body="[" * 1000 + "]" * 1000), "body is not JSON: Invalid JSON: recursion limit exceeded"),
-    "deeply nested field": (dict(body='{"schema_version": 1, "carrier": ' + "[" * 1000 + "]" * 1000 + "}"), "body is not JSON: Invalid JSON: recursion limit"),
-    "unknown status": (dict(body=new_shipment_update(status="lost")), "not a shipment update: status: Input should be 'picked'"),
-    "missing shipment id": (dict(body=new_shipment_update(shipment_id=OMIT)), "not a shipment update: shipment_id: Field required"),
-    "bad shipment id": (dict(body=new_shipment_update(shipment_id="42")), "not a shipment update: shipment_id: String should match pattern"),
+    "not JSON": (dict(body="{schema_version: 1"), "body: Invalid JSON: key must be a string at line 1 column 2"),
+    "JSON but not an object": (dict(body="[1, 2]"), "body: Input should be an object"),
+    "a number": (dict(body="42"), "body: Input should be an object"),
+    "null": (dict(body="null"), "body: Input should be an object"),
+    "deeply nested": (dict(body="[" * 1000 + "]" * 1000), "body: Invalid JSON: recursion limit exceeded"),
+    "deeply nested field": (dict(body='{"schema_version": 1, "carrier": ' + "[" * 1000 + "]" * 1000 + "}"), "body: Invalid JSON: recursion limit"),
+    "unknown status": (dict(body=new_shipment_update(status="lost")), "status: Input should be 'picked'"),
+    "missing shipment id": (dict(body=new_shipment_update(shipment_id=OMIT)), "shipment_id: Field required"),
+    "bad shipment id": (dict(body=new_shipment_update(shipment_id="42")), "shipment_id: String should match pattern"),
     "time without zone": (dict(body=new_shipment_update(occurred_at="2025-03-14T09:00:00")), "occurred_at: Input should have timezone info"),
     "time not in UTC": (dict(body=new_shipment_update(occurred_at="2025-03-14T09:00:00+02:00")), "occurred_at: Value error, must be a UTC time"),
-    "time as a number": (dict(body=new_shipment_update(occurred_at=1741942800)), "occurred_at: Input should be a valid datetime"),
-    "version as text": (dict(body=new_shipment_update(schema_version="1")), "schema_version: Input should be a valid integer"),
-    "unsupported version": (dict(body=new_shipment_update(schema_version=2)), "schema_version: Value error, unsupported schema_version 2, expected 1"),
+    "time as a number": (dict(body=new_shipment_update(occurred_at=1741942800)), "occurred_at: Value error, must be an ISO 8601 date-time string"),
+    "version as text": (dict(body=new_shipment_update(schema_version="1")), "schema_version: Value error, must be a whole number"),
+    "unsupported version": (dict(body=new_shipment_update(schema_version=2)), "schema_version: Input should be 1"),
     "binary content type": (dict(body=new_shipment_update(), content_type="application/octet-stream"), "content type 'application/octet-stream' is not JSON"),
     "compressed body": (dict(body=new_shipment_update(), content_encoding="gzip"), "content encoding 'gzip' is not supported"),
 }
@@ -372,13 +375,13 @@ def test_a_bad_message_fails_the_batch_by_its_id_and_the_good_ones_are_applied(c
     bad_id = bad["basicProperties"]["messageId"]
     assert error.failed_message_ids == [bad_id]
     assert reason in error.failures[0].reason
-    assert str(error).startswith(f"1 of 3 messages failed; the broker redelivers the batch: {bad_id}: ")
+    assert str(error).startswith(f"1 of 3 messages failed; the broker redelivers the batch: {QUEUE}[1] ({bad_id}): ")
     assert [stored(update["shipment_id"])["status"] for update in good] == ["delayed", "picked"]
     assert [e["detail"]["shipment_id"] for e in bridged()] == [good[0]["shipment_id"]]
     totals = metric_totals(capsys.readouterr().out)
-    assert totals["RejectedMessages"] == 1 and totals["ShipmentsRecorded"] == 2
+    assert (totals["RejectedMessages"], totals["FailedMessages"], totals["ShipmentsRecorded"]) == (1, 1, 2)
     [logged] = [r for r in logs if r.getMessage() == "Message failed"]
-    assert (logged.levelname, logged.message_id, logged.queue, logged.redelivered) == ("ERROR", bad_id, QUEUE, False)
+    assert (logged.levelname, logged.message_id, logged.place, logged.queue, logged.redelivered) == ("ERROR", bad_id, f"{QUEUE}[1]", QUEUE, False)
     assert logged.reason == error.failures[0].reason
 
 
@@ -424,21 +427,21 @@ def test_a_message_without_data_fails_with_its_reason(consumer, rmq, lambda_cont
 
 
 def test_any_exception_while_reading_a_message_is_its_rejection(consumer, rmq, lambda_context, monkeypatch, capsys):
-    real_validate = consumer.ShipmentUpdate.model_validate_json
+    real_validate = ShipmentUpdateV1.Consumer.model_validate
 
-    def validate(text):
-        if '"lost-in-parsing"' in text:
+    def validate(document):
+        if document.get("carrier") == "lost-in-parsing":
             raise TypeError("unhashable type: 'list'")
-        return real_validate(text)
+        return real_validate(document)
 
-    monkeypatch.setattr(consumer.ShipmentUpdate, "model_validate_json", validate)
+    monkeypatch.setattr(ShipmentUpdateV1.Consumer, "model_validate", validate)
     good, bad = new_shipment_update(), rmq.shipment_message(new_shipment_update(carrier="lost-in-parsing"))
     capsys.readouterr()
 
     error = failing(consumer, rmq.event({QUEUE: [bad, rmq.shipment_message(good)]}), lambda_context)
 
     assert [(f.message_id, f.reason) for f in error.failures] == [
-        (bad["basicProperties"]["messageId"], "message cannot be read: TypeError: unhashable type: 'list'")
+        (bad["basicProperties"]["messageId"], "the body cannot be read: TypeError: unhashable type: 'list'")
     ]
     assert stored(good["shipment_id"])["status"] == "picked"
     assert metric_totals(capsys.readouterr().out)["RejectedMessages"] == 1
@@ -466,7 +469,7 @@ def test_a_message_lambda_would_never_send_fails_the_batch_with_a_clear_reason(c
 
     error = failing(consumer, rmq.event({**by_queue, OTHER_QUEUE: [rmq.shipment_message(new_shipment_update())]}), lambda_context)
 
-    assert [(f.message_id, f.reason) for f in error.failures] == [(label, reason)]
+    assert [(f.label, f.reason) for f in error.failures] == [(label, reason)]
     assert metric_totals(capsys.readouterr().out)["RejectedMessages"] == 1
     if shape != "messages not a list":
         assert stored(good["shipment_id"])["status"] == "picked"
@@ -485,17 +488,19 @@ def test_an_empty_batch_does_nothing(consumer, rmq, lambda_context):
 # --- the bridge when EventBridge fails ------------------------------------------
 
 
-def fail_put_events(module, monkeypatch, results):
-    """Answer PutEvents from ``results`` (one entry result per call) while it lasts, then for real."""
+def fail_put_events(module, monkeypatch, results, only=lambda entry: True):
+    """Answer the entries ``only`` picks from ``results`` (one result per entry attempt) while it lasts; the rest go through for real."""
     real_put_events = module.eventbridge.put_events
     pending = list(results)
 
     def put_events(**params):
         module.calls.append(params["Entries"])
-        if pending:
-            return {"FailedEntryCount": 1, "Entries": [pending.pop(0)]}
-        module.calls.pop()  # the real call counts itself
-        return real_put_events(**params)
+        failing = {i: pending.pop(0) for i, entry in enumerate(params["Entries"]) if only(entry) and pending}
+        passing = [entry for i, entry in enumerate(params["Entries"]) if i not in failing]
+        real = iter(real_put_events(Entries=passing)["Entries"] if passing else [])
+        if passing:
+            module.calls.pop()  # the real call counted itself
+        return {"FailedEntryCount": len(failing), "Entries": [failing[i] if i in failing else next(real) for i in range(len(params["Entries"]))]}
 
     monkeypatch.setattr(module.eventbridge, "put_events", put_events)
 
@@ -587,16 +592,46 @@ def test_a_non_retryable_entry_error_fails_at_once(consumer, rmq, lambda_context
     assert "after 1 attempt(s): NotAuthorizedForSourceException: not allowed" in error.failures[0].reason
 
 
+def test_the_delays_of_a_batch_go_on_the_bus_ten_per_call(consumer, bridged, rmq, lambda_context, capsys):
+    delays = [new_shipment_update(status="delayed", occurred_at=at(i)) for i in range(23)]
+    others = [new_shipment_update(status="shipped") for _ in range(7)]
+    event = rmq.event({QUEUE: [rmq.shipment_message(update) for update in delays[:12] + others + delays[12:]]})
+
+    assert handle(consumer, event, lambda_context) == {"messages": 30, "recorded and bridged": 23, "recorded": 7}
+
+    assert [len(call) for call in consumer.calls] == [10, 10, 3]
+    assert sorted(e["detail"]["shipment_id"] for e in bridged()) == sorted(update["shipment_id"] for update in delays)
+    assert all("unbridged_delays" not in stored(update["shipment_id"]) for update in delays)
+    totals = metric_totals(capsys.readouterr().out)
+    assert (totals["ShipmentsRecorded"], totals["ShipmentsBridged"], totals["FailedMessages"]) == (30, 23, 0)
+
+
+def test_an_entry_put_events_refuses_in_a_full_call_fails_only_its_message(consumer, bridged, rmq, lambda_context, monkeypatch):
+    delays = [new_shipment_update(status="delayed", occurred_at=at(i)) for i in range(10)]
+    unlucky = delays[6]["shipment_id"]
+    fail_put_events(consumer, monkeypatch, [{"ErrorCode": "MalformedDetail", "ErrorMessage": "no"}], only=lambda entry: unlucky in entry["Detail"])
+    event = rmq.event({QUEUE: [rmq.shipment_message(update) for update in delays]})
+
+    error = failing(consumer, event, lambda_context)
+
+    assert error.failed_message_ids == [RabbitMQEvents.message_ids(event)[6]]
+    assert error.failures[0].reason == "BridgeFailed: PutEvents did not take the ShipmentDelayed event after 1 attempt(s): MalformedDetail: no"
+    assert [len(call) for call in consumer.calls] == [10] and consumer.pauses == []
+    assert len(bridged()) == 9 and stored(unlucky)["unbridged_delays"] == [canonical(6)]
+    assert handle(consumer, rmq.redelivery(event), lambda_context) == {"messages": 10, "skipped": 9, "bridged on redelivery": 1}
+    assert [e["detail"]["shipment_id"] for e in bridged()] == [unlucky]
+
+
 def test_a_dynamodb_error_fails_only_its_message_and_the_redelivery_records_it(consumer, rmq, lambda_context, monkeypatch):
     unlucky, lucky = new_shipment_update(), new_shipment_update()
-    real_update_item = consumer.dynamodb.update_item
+    real_update_item = consumer.shipment_table.dynamodb.update_item
 
     def update_item(**params):
         if params["Key"]["shipment_id"]["S"] == unlucky["shipment_id"]:
             raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, "UpdateItem")
         return real_update_item(**params)
 
-    monkeypatch.setattr(consumer.dynamodb, "update_item", update_item)
+    monkeypatch.setattr(consumer.shipment_table.dynamodb, "update_item", update_item)
     event = rmq.event({QUEUE: [rmq.shipment_message(unlucky), rmq.shipment_message(lucky)]})
 
     error = failing(consumer, event, lambda_context)
@@ -604,7 +639,7 @@ def test_a_dynamodb_error_fails_only_its_message_and_the_redelivery_records_it(c
     assert error.failed_message_ids == [event["rmqMessagesByQueue"][QUEUE][0]["basicProperties"]["messageId"]]
     assert "ClientError" in error.failures[0].reason and "ProvisionedThroughputExceededException" in error.failures[0].reason
     assert stored(unlucky["shipment_id"]) is None and stored(lucky["shipment_id"]) is not None
-    monkeypatch.setattr(consumer.dynamodb, "update_item", real_update_item)
+    monkeypatch.setattr(consumer.shipment_table.dynamodb, "update_item", real_update_item)
     assert handle(consumer, rmq.redelivery(event), lambda_context) == {"messages": 2, "recorded": 1, "skipped": 1}
 
 
