@@ -5,6 +5,12 @@
 Prints wall-clock seconds per variant (median of the rounds, variants
 interleaved so that machine noise hits them alike) and each as a ratio to
 the bare synth measured in the same run.
+
+Then the same for whole processes, as a user meets them: a fresh Python
+process that synthesizes the whole app with every check on (the packs and
+CDK's validation), against one that synthesizes an empty ``App()``: the
+latter is the fixed cost of any CDK app in Python (the interpreter, the jsii
+kernel under Node.js, aws-cdk-lib's import).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +50,20 @@ def synth_once(builtin: bool, packs: bool) -> float:
         return time.perf_counter() - start
 
 
+EMPTY_APP = "from aws_cdk import App; App(outdir={outdir!r}).synth()"
+WHOLE_APP = (
+    "import json, sys; sys.path.insert(0, {root!r}); from aws_cdk import App; from app import build_app; "
+    "context = json.load(open({root!r} + '/cdk.json'))['context']; build_app(App(outdir={outdir!r}, context=context)).synth()"
+)
+
+
+def process_once(code: str) -> float:
+    with tempfile.TemporaryDirectory() as outdir:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code.format(root=str(ROOT), outdir=outdir)], check=True, capture_output=True, cwd=outdir)
+        return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
@@ -58,6 +79,16 @@ def main() -> None:
     for name, values in samples.items():
         median = statistics.median(values)
         print(f"{name:<40} {median:>8.2f} {median / base:>8.2f}")
+    processes: dict[str, list[float]] = {"empty App().synth()": [], "whole app, every check on": []}
+    for _ in range(args.rounds):
+        processes["empty App().synth()"].append(process_once(EMPTY_APP))
+        processes["whole app, every check on"].append(process_once(WHOLE_APP))
+    empty = statistics.median(processes["empty App().synth()"])
+    print(f"\nFresh processes, median of {args.rounds} interleaved rounds (target: whole app at most 3.0 x the empty app)")
+    print(f"{'process':<40} {'seconds':>8} {'x empty':>8}")
+    for name, values in processes.items():
+        median = statistics.median(values)
+        print(f"{name:<40} {median:>8.2f} {median / empty:>8.2f}")
 
 
 if __name__ == "__main__":

@@ -66,6 +66,8 @@ class Source:
     event_type: EventType
     check: Callable[[Any], None]
     describe: Callable[[Record], dict[str, Any]]
+    #: What a reason calls the part of a record that is read: "the body", "the value", "the image".
+    what: str = "the body"
 
 
 def _records(event: Any, key: str, source: str) -> list[Any]:
@@ -139,9 +141,11 @@ _DATA_CLASSES = {
 }
 
 SQS = Source("SQS", EventType.SQS, _check_sqs, _describe_sqs)
-DYNAMODB_STREAMS = Source("DynamoDB stream", EventType.DynamoDBStreams, lambda e: _check_stream(e, "a DynamoDB stream event", "dynamodb"), _describe_dynamodb)
-KINESIS = Source("Kinesis", EventType.KinesisDataStreams, lambda e: _check_stream(e, "a Kinesis event", "kinesis"), _describe_kinesis)
-KAFKA = Source("Kafka", EventType.Kafka, _check_kafka, _describe_kafka)
+DYNAMODB_STREAMS = Source(
+    "DynamoDB stream", EventType.DynamoDBStreams, lambda e: _check_stream(e, "a DynamoDB stream event", "dynamodb"), _describe_dynamodb, "the image"
+)
+KINESIS = Source("Kinesis", EventType.KinesisDataStreams, lambda e: _check_stream(e, "a Kinesis event", "kinesis"), _describe_kinesis, "the data")
+KAFKA = Source("Kafka", EventType.Kafka, _check_kafka, _describe_kafka, "the value")
 
 
 class BatchConsumer(Generic[T]):
@@ -161,7 +165,12 @@ class BatchConsumer(Generic[T]):
         self._read = read
         self._logger = logger
         self._metrics = metrics
-        self._processor = SqsFifoPartialProcessor(skip_group_on_error=True) if fifo else BatchProcessor(source.event_type, raise_on_entire_batch_failure=False)
+        if fifo:
+            self._processor: BatchProcessor = SqsFifoPartialProcessor(skip_group_on_error=True)
+            # Its default raises when every record fails: report them instead, like any other batch.
+            self._processor.raise_on_entire_batch_failure = False
+        else:
+            self._processor = BatchProcessor(source.event_type, raise_on_entire_batch_failure=False)
         self._counts: Counter[str] = Counter()
 
     def count(self, name: str, value: int = 1) -> None:
@@ -175,7 +184,7 @@ class BatchConsumer(Generic[T]):
         except Skipped:
             raise
         except Exception as error:
-            reason = reason_of(error)
+            reason = reason_of(error, what=self.source.what)
             self._logger.error("Rejected record", extra={**self.source.describe(record), "reason": reason})
             self.count("RejectedRecords")
             raise Rejected(reason) from error
@@ -213,8 +222,15 @@ class BatchConsumer(Generic[T]):
                 outcomes[id(record.raw_event)] = None
             except Rejected as rejected:
                 outcomes[id(record.raw_event)] = rejected
-        for raw, error in batch_effect(readable).items():
-            outcomes[raw] = error
+        try:
+            failures = dict(batch_effect(readable))
+        except Exception as error:  # the effect failed as a whole: every record it was given failed with it
+            failures = {id(record.raw_event): error for record, _ in readable}
+        for record, _ in readable:
+            error = failures.get(id(record.raw_event))
+            if error is not None:
+                outcomes[id(record.raw_event)] = error
+                self._logger.error("Record failed", extra={**self.source.describe(record), "reason": f"{type(error).__name__}: {error}"})
 
         def report(record: Record) -> None:
             outcome = outcomes.get(id(record.raw_event))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import pickle
@@ -18,40 +17,62 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 
-@contextlib.contextmanager
-def _locked(path: Path):
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _synth(name: str, outdir: Path):
+    """The four synths the tests share: ``cdk-<profile>`` (with the packs and cfn-lint) and ``cdk-raw-<profile>`` (acknowledgements off)."""
+    from scripts.compliance_report import check, synthesize
+
+    raw, profile = name.startswith("cdk-raw-"), name.rsplit("-", 1)[-1]
+    return synthesize(profile, outdir, acknowledge=False) if raw else check(profile, outdir)
 
 
-def _once_per_session(tmp_path_factory, worker_id: str, name: str, compute):
-    """``compute(outdir)`` once per test session, shared by every xdist worker (a synth with the packs takes tens of seconds)."""
-    if worker_id == "master":
-        return compute(tmp_path_factory.mktemp(name))
-    shared = tmp_path_factory.getbasetemp().parent
+SYNTHS = ("cdk-sandbox", "cdk-production", "cdk-raw-sandbox", "cdk-raw-production")
+
+
+def _try_make(shared: Path, name: str, *, wait: bool):
+    """Make synth ``name`` into ``shared`` unless another worker has or is making it; its result, or None when not waiting for it."""
     stored = shared / f"{name}.pickle"
-    with _locked(shared / f"{name}.lock"):
-        if stored.exists():
-            return pickle.loads(stored.read_bytes())
-        result = compute(shared / name)
-        stored.write_bytes(pickle.dumps(result))
-        return result
+    with open(shared / f"{name}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None
+        try:
+            if stored.exists():
+                return pickle.loads(stored.read_bytes())
+            result = _synth(name, shared / name)
+            stored.write_bytes(pickle.dumps(result))
+            return result
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _once_per_session(tmp_path_factory, worker_id: str, name: str):
+    """Synth ``name`` once per test session, shared by every xdist worker (one with the packs takes tens of seconds).
+
+    A worker that finds another making the synth it needs makes one that nobody has started meanwhile, so that
+    both cores synthesize at the start of a session instead of one waiting for the other.
+    """
+    if worker_id == "master":
+        return _synth(name, tmp_path_factory.mktemp(name))
+    shared = tmp_path_factory.getbasetemp().parent
+    result = _try_make(shared, name, wait=False)
+    while result is None:
+        idle = [other for other in SYNTHS if other != name and not (shared / f"{other}.pickle").exists()]
+        if not idle or _try_make(shared, idle[0], wait=False) is None:
+            result = _try_make(shared, name, wait=True)
+        else:
+            result = _try_make(shared, name, wait=False)
+    return result
 
 
 @pytest.fixture(scope="session")
 def checked(tmp_path_factory, worker_id):
     """Synth + packs + cfn-lint for each profile, once: ``checked[profile]`` is a CheckResult."""
-    from scripts.compliance_report import check
-
     cache: dict = {}
 
     def get(profile: str):
         if profile not in cache:
-            cache[profile] = _once_per_session(tmp_path_factory, worker_id, f"cdk-{profile}", lambda outdir: check(profile, outdir))
+            cache[profile] = _once_per_session(tmp_path_factory, worker_id, f"cdk-{profile}")
         return cache[profile]
 
     return get
@@ -60,13 +81,11 @@ def checked(tmp_path_factory, worker_id):
 @pytest.fixture(scope="session")
 def unacknowledged(tmp_path_factory, worker_id):
     """The same synth with acknowledgements recorded but not applied: what each one hides."""
-    from scripts.compliance_report import synthesize
-
     cache: dict = {}
 
     def get(profile: str):
         if profile not in cache:
-            cache[profile] = _once_per_session(tmp_path_factory, worker_id, f"cdk-raw-{profile}", lambda outdir: synthesize(profile, outdir, acknowledge=False))
+            cache[profile] = _once_per_session(tmp_path_factory, worker_id, f"cdk-raw-{profile}")
         return cache[profile]
 
     return get

@@ -45,9 +45,6 @@ def in_its_group(event: OrderMessage, record: SQSRecord) -> OrderMessage:
 
 
 consumer = BatchConsumer(SQS, read=lambda record: in_its_group(read_order(record), record), logger=logger, metrics=metrics, fifo=True)
-# BatchConsumer leaves the FIFO processor at Powertools' default, which raises when every record fails;
-# report them all as failed items instead, as it does for standard queues (until the runtime does it).
-consumer._processor.raise_on_entire_batch_failure = False
 
 
 def apply(event: OrderMessage) -> dict[str, str]:

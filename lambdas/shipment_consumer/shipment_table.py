@@ -80,7 +80,10 @@ def record(table: str, update: ShipmentUpdateV1, message_id: str, bridging: set[
     lost = stored["occurred_at"] == at and (written or not same)  # a distinct update of the same time lost: never silently
     if lost:
         kept, beaten = (update.status, stored["status"]) if written else (stored["status"], update.status)
-        logger.warning("Shipment update superseded by another of the same time", extra={"occurred_at": at, "kept_status": kept, "superseded_status": beaten})
+        logger.warning(
+            "Shipment update superseded by another of the same time",
+            extra={"shipment_id": update.shipment_id, "message_id": message_id, "occurred_at": at, "kept_status": kept, "superseded_status": beaten},
+        )
     outcome = "recorded" if written else "superseded" if lost else "skipped"
     counts.update([COUNTED[outcome]] + ["ShipmentUpdatesSuperseded"] * (lost and written))
     unbridged = at in old.get("unbridged_delays", {}).get("SS", []) and (update.shipment_id, at) not in bridging  # an earlier delivery's PutEvents failed

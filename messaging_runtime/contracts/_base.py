@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr, TypeAdapter, create_model
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from .fields import WholeNumber
 
@@ -47,8 +47,6 @@ class Contract(BaseModel):
     #: The consumer's view of this model (set for every subclass when it is defined).
     Consumer: ClassVar[type[Contract]]
 
-    _received_version: int | None = PrivateAttr(default=None)
-
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
@@ -66,7 +64,9 @@ class Contract(BaseModel):
     @property
     def received_version(self) -> int | None:
         """The version this event was read as, when ``EventKind.parse`` upcast it from an older one; None otherwise."""
-        return self._received_version
+        # Kept in pydantic's private slot only on upcast events: a declared private attribute would make pydantic
+        # set up private state on every event it validates, which costs as much as reading the JSON.
+        return (self.__pydantic_private__ or {}).get("_received_version")
 
 
 def _consumer_view(model: type[Contract]) -> type[Contract]:
@@ -176,6 +176,11 @@ class EventKind(Generic[C]):
         Raises pydantic's ValidationError when ``data`` is not JSON, names a version
         this kind does not read, or breaks that version's rules.
         """
+        if not isinstance(data, Mapping):
+            try:  # the common case in one pass: the current version, straight from the text
+                return self.current.Consumer.model_validate_json(data)  # type: ignore[return-value]
+            except ValidationError:
+                pass  # read again version first, for the reason that names the versions read or an older version
         document = data if isinstance(data, Mapping) else _JSON_OBJECT.validate_json(data)
         event = self._models[self.version_of(document)].Consumer.model_validate(document)
         return self.upcast(event)
@@ -190,7 +195,7 @@ class EventKind(Generic[C]):
                 raise TypeError(f"the {self.name} upcaster from version {version} returned {type(event).__name__}, not {following.__name__}")
             version = self._version_of[type(event)]
         if received != version:
-            event._received_version = received
+            object.__setattr__(event, "__pydantic_private__", {"_received_version": received})
         return event  # type: ignore[return-value]
 
     # So that an EventKind can go where a reader takes a model class (``messaging_runtime.readers``).
@@ -229,8 +234,20 @@ class OneOf:
         allowed = Literal[tuple(self.kinds)]  # type: ignore[valid-type]
         return create_model("Message", __config__=ConfigDict(extra="ignore"), **{self.tag: (allowed, ...)})
 
+    @functools.cached_property
+    def _current_reader(self) -> TypeAdapter[Any]:
+        """Every kind's current consumer view, told apart by the tag, read from JSON text in one pass."""
+        views = tuple(kind.current.Consumer for kind in self.kinds.values())
+        union = views[0] if len(views) == 1 else Annotated[functools.reduce(operator.or_, views), Field(discriminator=self.tag)]
+        return TypeAdapter(union)
+
     def parse(self, data: str | bytes | bytearray | Mapping[str, Any]) -> Contract:
         """The message, of whichever kind its tag names, in the consumer's view of that kind's current version."""
+        if not isinstance(data, Mapping):
+            try:
+                return self._current_reader.validate_json(data)
+            except ValidationError:
+                pass  # read again tag first, for the reason that names the tags and versions read
         document = data if isinstance(data, Mapping) else _JSON_OBJECT.validate_json(data)
         tag = document.get(self.tag)
         if not (isinstance(tag, str) and tag in self.kinds):

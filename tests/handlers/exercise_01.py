@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from messaging_runtime.contracts import EventKind
+from messaging_runtime.contracts import EventKind, OneOf
 from tests.handlers.record_shapes import (
     NOT_AN_OBJECT,
     NOT_AN_OBJECT_IDS,
@@ -209,14 +209,14 @@ class EveryConsumer:
     def test_any_exception_while_reading_a_record_is_that_records_failure(
         self, consumer, sqs_events, new_order, lambda_context, log_records, capsys, monkeypatch
     ):
-        real = EventKind.parse
+        for reader in (EventKind, OneOf):  # what every order contract reads with
 
-        def reading(kind, data):
-            if "o-unreadable" in str(data):
-                raise RecursionError("maximum recursion depth exceeded")
-            return real(kind, data)
+            def reading(kind, data, real=reader.parse):
+                if "o-unreadable" in str(data):
+                    raise RecursionError("maximum recursion depth exceeded")
+                return real(kind, data)
 
-        monkeypatch.setattr(EventKind, "parse", reading)  # what every order contract reads with
+            monkeypatch.setattr(reader, "parse", reading)
         logs = log_records(consumer.module)
         bad, good = (consumer.record(sqs_events, consumer.order(new_order, order_id=f"o-{n}")) for n in ("unreadable", "fine"))
         capsys.readouterr()

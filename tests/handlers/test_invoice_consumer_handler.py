@@ -273,14 +273,17 @@ def test_a_message_without_an_id_is_named_by_its_place(consumer, amq, lambda_con
 
 
 def test_any_exception_while_reading_a_message_is_its_rejection(consumer, forwarded, amq, lambda_context, monkeypatch, capsys):
-    real_validate = InvoiceV1.Consumer.model_validate
+    # The contract reads JSON text in one pass and falls back to decoded values: fail both ways.
+    def failing_on_it(real):
+        def validate(document):
+            if "inv-unreadable" in str(document):
+                raise RecursionError("maximum recursion depth exceeded")
+            return real(document)
 
-    def validate(document):
-        if document.get("invoice_id") == "inv-unreadable":
-            raise RecursionError("maximum recursion depth exceeded")
-        return real_validate(document)
+        return validate
 
-    monkeypatch.setattr(InvoiceV1.Consumer, "model_validate", validate)
+    for method in ("model_validate", "model_validate_json"):
+        monkeypatch.setattr(InvoiceV1.Consumer, method, failing_on_it(getattr(InvoiceV1.Consumer, method)))
     bad = amq.invoice_message(new_invoice(invoice_id="inv-unreadable"))
     capsys.readouterr()
 

@@ -426,6 +426,7 @@ def test_any_exception_while_reading_a_request_gets_an_error_reply(responder, qu
         raise TypeError("unhashable type: 'list'")
 
     monkeypatch.setattr(QuoteRequestV1.Consumer, "model_validate", validate)
+    monkeypatch.setattr(QuoteRequestV1.Consumer, "model_validate_json", validate)  # the one-pass read of JSON text
     correlation_id = test_requester.publish(wire_request())
 
     assert responder.lambda_handler(rmq_event(quote_broker, lambda_message(*fetch_request(quote_broker))), lambda_context) == {"requests": 1, "answered": 1}

@@ -427,14 +427,17 @@ def test_a_message_without_data_fails_with_its_reason(consumer, rmq, lambda_cont
 
 
 def test_any_exception_while_reading_a_message_is_its_rejection(consumer, rmq, lambda_context, monkeypatch, capsys):
-    real_validate = ShipmentUpdateV1.Consumer.model_validate
+    # The contract reads JSON text in one pass and falls back to decoded values: fail both ways.
+    def failing_on_it(real):
+        def validate(document):
+            if "lost-in-parsing" in str(document):
+                raise TypeError("unhashable type: 'list'")
+            return real(document)
 
-    def validate(document):
-        if document.get("carrier") == "lost-in-parsing":
-            raise TypeError("unhashable type: 'list'")
-        return real_validate(document)
+        return validate
 
-    monkeypatch.setattr(ShipmentUpdateV1.Consumer, "model_validate", validate)
+    for method in ("model_validate", "model_validate_json"):
+        monkeypatch.setattr(ShipmentUpdateV1.Consumer, method, failing_on_it(getattr(ShipmentUpdateV1.Consumer, method)))
     good, bad = new_shipment_update(), rmq.shipment_message(new_shipment_update(carrier="lost-in-parsing"))
     capsys.readouterr()
 

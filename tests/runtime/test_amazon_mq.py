@@ -522,7 +522,7 @@ def test_every_message_is_handled_and_one_exception_names_every_failure_by_place
     assert logged[2].queue == "erp.invoices" and logged[2].redelivered is False
 
 
-def test_while_a_message_is_handled_the_logger_carries_its_id_queue_and_redelivered_flag(rmq, tools):
+def test_with_log_keys_while_a_message_is_handled_the_logger_carries_its_id_queue_and_redelivered_flag(rmq, tools):
     logger, _, _ = tools
     seen = []
 
@@ -531,7 +531,7 @@ def test_while_a_message_is_handled_the_logger_carries_its_id_queue_and_redelive
         seen.append((keys["message_id"], keys["queue"], keys["redelivered"]))
 
     message = rmq.message("x", message_id="m-7", redelivered=True)
-    process_batch(decode_rabbitmq_event(rmq.event({"q::/": [message]})), handle, logger=logger)
+    process_batch(decode_rabbitmq_event(rmq.event({"q::/": [message]})), handle, logger=logger, log_keys=True)
 
     assert seen == [("m-7", "q::/", True)]
     assert "message_id" not in logger.get_current_keys()

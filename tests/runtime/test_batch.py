@@ -328,3 +328,36 @@ def test_fails_when_both_or_neither_effect_is_given(tools):
 
 def test_rejected_carries_its_reason():
     assert Rejected("why").reason == "why" and str(Rejected("why")) == "why"
+
+
+def test_a_fifo_batch_whose_every_record_fails_is_reported_not_raised(tools, capsys):
+    """Powertools' FIFO processor raises when every record fails by default; the consumer reports them like any batch."""
+    logger, metrics, _ = tools
+    consumer = BatchConsumer(SQS, read=readers.sqs_json(Order), logger=logger, metrics=metrics, fifo=True)
+    a1, b1 = sqs_record("{", group="a"), sqs_record("[]", group="b")
+    response, (totals, _) = _run(consumer, {"Records": [a1, b1]}, metrics, capsys, effect=lambda o, r: None)
+    assert response == failed(a1, b1) and totals["RejectedRecords"] == 2
+
+
+def test_a_batch_effect_that_raises_fails_every_record_it_was_given_and_logs_each(tools, capsys):
+    logger, metrics, captured = tools
+    consumer = BatchConsumer(KAFKA, read=readers.kafka_json(Order), logger=logger, metrics=metrics)
+    event = kafka_event(json.dumps({"order_id": "o-1", "total": 1}), "not json", json.dumps({"order_id": "o-2", "total": 2}))
+
+    def broken(items):
+        raise ConnectionError("table unreachable")
+
+    response, (totals, _) = _run(consumer, event, metrics, capsys, batch_effect=broken)
+
+    assert response == kafka_failed(0, 1, 2)
+    failures = [r for r in captured.records if r.getMessage() == "Record failed"]
+    assert [r.offset for r in failures] == [0, 2] and {r.reason for r in failures} == {"ConnectionError: table unreachable"}
+    assert (totals["FailedRecords"], totals["RejectedRecords"]) == (3, 1)
+
+
+def test_a_kafka_value_that_breaks_the_model_is_rejected_naming_the_value(tools, capsys):
+    logger, metrics, captured = tools
+    consumer = BatchConsumer(KAFKA, read=readers.kafka_json(Order), logger=logger, metrics=metrics)
+    _run(consumer, kafka_event(DEEP), metrics, capsys, effect=lambda o, r: None)
+    (rejected,) = [r for r in captured.records if r.getMessage() == "Rejected record"]
+    assert rejected.reason.startswith("value:")
