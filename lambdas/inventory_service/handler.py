@@ -13,10 +13,8 @@ fails, and SQS delivers it again. An unreadable record fails with its reason.
 Idempotency: a replay or a producer's retry brings an order under a new EventBridge
 ``id``, so the key is the business event (source, detail-type, order id; not the
 version). Each order is claimed in Powertools' idempotency store before the
-PutEvents calls and settled after them (done, with the event's id; or released for
-the redelivery): a conditional write per record, which is the point. Powertools'
-``idempotent_function`` wraps one call, and claim, batch and settle are three steps,
-so the handler drives the store itself (same table, keys and records).
+PutEvents calls and settled after them (``messaging_runtime.idempotency``): a
+conditional write per record, which is the point.
 
 Environment: BUS_NAME, IDEMPOTENCY_TABLE_NAME (required); IDEMPOTENCY_EXPIRES_AFTER_SECONDS
 (default 14 days, at least the archive's retention); MAX_UNITS_PER_SKU (10);
@@ -31,7 +29,6 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError, IdempotencyItemAlreadyExistsError
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
@@ -41,6 +38,7 @@ from messaging_runtime import readers
 from messaging_runtime.batch import SQS, BatchConsumer
 from messaging_runtime.contracts.inventory import STOCK_RELEASED, STOCK_RESERVED, STOCK_SHORTAGE
 from messaging_runtime.contracts.orders import ORDER_CANCELLED, ORDER_PLACED
+from messaging_runtime.idempotency import BatchClaims
 from messaging_runtime.publishers import EventBridgePublisher, Retry
 
 ORDERS = {kind.name: kind for kind in (ORDER_PLACED, ORDER_CANCELLED)}
@@ -57,6 +55,7 @@ bus = EventBridgePublisher(eventbridge, event_bus_name=os.environ["BUS_NAME"], r
 expiry = int(os.environ.get("IDEMPOTENCY_EXPIRES_AFTER_SECONDS", 14 * 24 * 3600))
 store = DynamoDBPersistenceLayer(table_name=os.environ["IDEMPOTENCY_TABLE_NAME"])
 store.configure(IdempotencyConfig(raise_on_no_idempotency_key=True, expires_after_seconds=expiry), function_name=f"{__name__}.react_once")  # earlier keys
+claims = BatchClaims(store)
 
 
 class OrderEvent(EventBridgeModel):
@@ -94,26 +93,14 @@ def decide(event: OrderEvent) -> dict[str, str]:
     return {"Source": kind.source, "DetailType": kind.detail_type, "Detail": stock.model_dump_json()}
 
 
-def claim(key: str, context: LambdaContext) -> bool:
-    """Save ``key`` as in progress: True for the record that does the work, False when the order was done before."""
-    try:
-        store.save_inprogress(data=key, remaining_time_in_millis=context.get_remaining_time_in_millis())
-        return True
-    except IdempotencyItemAlreadyExistsError as exists:
-        if (exists.old_data_record or store.get_record(data=key)).status != "COMPLETED":
-            raise IdempotencyAlreadyInProgressError(f"{key} is being handled by another invocation") from None
-        consumer.count("DuplicateEventsSkipped")
-        return False
-
-
 def settle(key: str, entry: dict[str, str], event_id: str | None, reason: str | None) -> None:
     """Mark the order done, with its event's id; or release it for the redelivery and raise, when its event is not on the bus."""
     if reason is None:
-        store.save_success(data=key, result={"detail_type": entry["DetailType"], "event_id": event_id})
+        claims.complete(key, {"detail_type": entry["DetailType"], "event_id": event_id})
         return consumer.count(entry["DetailType"])
     consumer.count("PublishFailures")
     error = RuntimeError(f"{entry['DetailType']} not put on the bus: {reason}")
-    store.delete_record(data=key, exception=error)
+    claims.release(key, error)
     raise error
 
 
@@ -126,7 +113,8 @@ def react(batch: list[tuple[SQSRecord, OrderEvent]], context: LambdaContext) -> 
         try:
             if key not in claimed:
                 entry = decide(event)  # first: a claim is left only for the PutEvents calls to settle
-                if not claim(key, context):
+                if not claims.claim(key, context):
+                    consumer.count("DuplicateEventsSkipped")
                     continue
                 claimed[key] = (entry, [])
             claimed[key][1].append(record)

@@ -32,12 +32,12 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError, IdempotencyItemAlreadyExistsError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
 from messaging_runtime.amazon_mq import decode_activemq_event, environment_number, process_batch
 from messaging_runtime.contracts.invoices import INVOICE, SOURCE, InvoiceV1
+from messaging_runtime.idempotency import BatchClaims
 from messaging_runtime.publishers import EventBridgePublisher, Retry
 from messaging_runtime.rejection import parse_json
 
@@ -49,6 +49,7 @@ bus = EventBridgePublisher(eventbridge, event_bus_name=os.environ["EVENT_BUS_NAM
 persistence_layer = DynamoDBPersistenceLayer(table_name=os.environ["IDEMPOTENCY_TABLE_NAME"])
 expiry = environment_number("IDEMPOTENCY_EXPIRES_AFTER_SECONDS", 14 * 24 * 3600, low=60, high=366 * 24 * 3600)
 persistence_layer.configure(IdempotencyConfig(raise_on_no_idempotency_key=True, expires_after_seconds=expiry), function_name="handler.forward_once")
+claims = BatchClaims(persistence_layer)
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
 
 
@@ -60,18 +61,6 @@ def reported(outcome: Any) -> Any:
     if isinstance(outcome, Exception):
         raise outcome
     return outcome
-
-
-def claim(key: str, context: LambdaContext) -> bool:
-    """The event's idempotency record, in progress; False when a delivery before forwarded the event."""
-    try:
-        persistence_layer.save_inprogress(data=key, remaining_time_in_millis=context.get_remaining_time_in_millis())
-        return True
-    except IdempotencyItemAlreadyExistsError as exists:
-        record = exists.old_data_record or persistence_layer.get_record(data=key)
-    if record.status != "COMPLETED":
-        raise IdempotencyAlreadyInProgressError(f"invoice event {key} is being forwarded by another invocation (its record is {record.status})")
-    return False
 
 
 def detail(invoice: InvoiceV1) -> str:
@@ -86,10 +75,10 @@ def forward(claimed: dict[str, tuple[str, InvoiceV1]], outcomes: dict[str, Any],
     for index, (key, (place, invoice)) in enumerate(claimed.items()):
         try:
             if isinstance(answer := answers[index], str):
-                persistence_layer.save_success(data=key, result={"event_id": answer})
+                claims.complete(key, {"event_id": answer})
                 continue
             reason = f"PutEvents did not take the {invoice.detail_type} event after {answer.attempts} attempt(s): {answer.code}: {answer.message}"
-            persistence_layer.delete_record(data=key, exception=ForwardFailed(reason))
+            claims.release(key, ForwardFailed(reason))
             outcomes[place] = ForwardFailed(reason)
         except Exception as error:  # a record left in progress expires with this invocation; the redelivery forwards then
             outcomes[place] = error
@@ -106,7 +95,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         try:
             invoice = parse_json(INVOICE, message.text())
             key = f"{invoice.invoice_id}/{invoice.status}"
-            if key not in claimed and claim(key, context):
+            if key not in claimed and claims.claim(key, context):
                 claimed[key] = (message.place, invoice)
             outcomes[message.place] = "forwarded" if claimed.get(key, ("",))[0] == message.place else "skipped"
         except Exception as error:  # that message's failure, reported with the batch's others

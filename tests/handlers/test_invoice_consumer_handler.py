@@ -475,7 +475,7 @@ def test_an_invoice_event_another_invocation_is_forwarding_fails_its_message(con
     assert [(f.label, f.reason) for f in error.failures] == [
         (
             event["messages"][0]["messageID"],
-            f"IdempotencyAlreadyInProgressError: invoice event {busy['invoice_id']}/issued is being forwarded by another invocation (its record is INPROGRESS)",
+            f"IdempotencyAlreadyInProgressError: {busy['invoice_id']}/issued is being handled by another invocation (its record is INPROGRESS)",
         )
     ]
     assert [e["detail"]["invoice_id"] for e in forwarded()] == [free["invoice_id"]]
