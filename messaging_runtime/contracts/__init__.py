@@ -12,6 +12,7 @@ import ORDER_PLACED``); this package imports none of them until ``kind`` or
 - ``invoices``: Invoice (ActiveMQ), InvoiceIssued, InvoicePaid, InvoiceVoided (bus);
 - ``accounts``: the event store's items, AccountOpened, MoneyDeposited, MoneyWithdrawn, AccountClosed;
 - ``clicks``: Click (MSK);
+- ``checkout``: OrderAccepted, OrderStatusChanged (Capstone 07-A) and the order API's request;
 - ``fields``: the field types they share; ``schemas``: draft 4 schemas for the registry.
 
 Each model is the producer's view (unknown fields refused); ``Model.Consumer``
@@ -32,7 +33,7 @@ from ._base import Contract, EventKind, OneOf, Upcaster
 __all__ = ["Contract", "EventKind", "OneOf", "Upcaster", "DOMAINS", "bus_kind", "kind", "kinds", "parse"]
 
 #: The domain modules, each with a ``KINDS`` tuple.
-DOMAINS = ("orders", "inventory", "reports", "shipments", "quotes", "invoices", "accounts", "clicks")
+DOMAINS = ("orders", "inventory", "reports", "shipments", "quotes", "invoices", "accounts", "clicks", "checkout")
 
 
 @functools.cache
