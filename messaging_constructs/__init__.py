@@ -22,12 +22,15 @@ from .message_broker import BrokerEngine, BrokerUser, MessageBroker
 from .monitoring import NO_ALARM_TOPIC, AlarmTopic, MonitoringDashboard
 from .mq_event_source import MqEventSource
 from .network import PrivateNetwork
+from .outbox import Outbox
 from .pipe import EventPipe
 from .profile import PRODUCTION, SANDBOX, Profile
 from .projection import Projection
 from .queue import SecureQueue
 from .queue_event_source import QueueEventSource
+from .rest_api import SecureRestApi
 from .runtime_layer import RuntimeLayer
+from .saga import AwaitCallback, Invoke, Saga, SagaStep
 from .scheduler import ScheduleGroup
 from .service_log_groups import ServiceLogGroups
 from .state_table import StateTable
@@ -35,6 +38,7 @@ from .topic import DELIVERY_LOGGING_PROTOCOLS, SecureTopic
 
 __all__ = [
     "AlarmTopic",
+    "AwaitCallback",
     "BrokerEngine",
     "BrokerUser",
     "DELIVERY_LOGGING_PROTOCOLS",
@@ -45,6 +49,7 @@ __all__ = [
     "FunctionLogGroups",
     "HandlerFunction",
     "IdempotencyTable",
+    "Invoke",
     "KafkaCluster",
     "KafkaClusterType",
     "KafkaEventSource",
@@ -53,6 +58,7 @@ __all__ = [
     "MonitoringDashboard",
     "MqEventSource",
     "NO_ALARM_TOPIC",
+    "Outbox",
     "POWERTOOLS_VERSION",
     "PRODUCTION",
     "PrivateNetwork",
@@ -62,9 +68,12 @@ __all__ = [
     "QueueEventSource",
     "RUNTIME",
     "RuntimeLayer",
+    "Saga",
+    "SagaStep",
     "SANDBOX",
     "ScheduleGroup",
     "SecureQueue",
+    "SecureRestApi",
     "SecureTopic",
     "ServiceLogGroups",
     "StateTable",

@@ -46,8 +46,10 @@ __all__ = [
     "acknowledge",
     "aws_solutions_iam4_backup_service_role",
     "aws_solutions_iam5_any_resource",
+    "aws_solutions_iam5_list_streams",
     "aws_solutions_iam5_log_group_arn_suffix",
     "aws_solutions_iam5_sns_delivery_log_streams",
+    "aws_solutions_iam5_state_machine_delivery",
     "aws_solutions_sqs3",
     "dynamodb_in_backup_plan",
     "lambda_concurrency",
@@ -109,6 +111,29 @@ def aws_solutions_iam5_any_resource(policy: IConstruct) -> None:
         AWS_REQUIRED,
         "xray:PutTraceSegments and xray:PutTelemetryRecords (and, in a VPC or for a Kafka event source mapping, the ec2 network-interface "
         "and VPC describe actions) support no resource-level permissions.",
+    )
+
+
+def aws_solutions_iam5_state_machine_delivery(policy: IConstruct) -> None:
+    """``AwsSolutions-IAM5[Resource::*]`` (wildcard AWS requires): a state machine's log delivery and X-Ray actions take no resource ARN."""
+    acknowledge(
+        policy,
+        "AwsSolutions-IAM5[Resource::*]",
+        AWS_REQUIRED,
+        "Step Functions logging needs logs:CreateLogDelivery, GetLogDelivery, UpdateLogDelivery, DeleteLogDelivery, ListLogDeliveries, "
+        "PutResourcePolicy and DescribeResourcePolicies, and tracing xray:PutTraceSegments, PutTelemetryRecords and GetSampling*; "
+        "none supports resource-level permissions.",
+    )
+
+
+def aws_solutions_iam5_list_streams(policy: IConstruct) -> None:
+    """``AwsSolutions-IAM5[Resource::*]`` (wildcard AWS requires): ``dynamodb:ListStreams``, which a pipe from a table's stream needs, takes no resource ARN."""
+    acknowledge(
+        policy,
+        "AwsSolutions-IAM5[Resource::*]",
+        AWS_REQUIRED,
+        "EventBridge Pipes needs dynamodb:ListStreams to read a table's stream (eb-pipes-permissions), and ListStreams supports no "
+        "resource-level permissions; the stream's read actions are granted on the stream's ARN.",
     )
 
 

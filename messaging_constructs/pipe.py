@@ -20,6 +20,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from . import acknowledgements as ack
 from ._grants import grant_send_messages
 from ._iam import ManagedPolicyRole
 from ._interfaces import bus_of, fifo_of, function_of, is_bus, is_queue, queue_of, state_machine_of, table_of
@@ -173,7 +174,8 @@ class EventPipe(Construct):
         enrichment_arn = None
         if enrichment is not None:
             function = function_of(enrichment)
-            function.grant_invoke(self.role)
+            # The function itself; grant_invoke would add every version and alias (``<arn>:*``).
+            self.role.add_to_principal_policy(iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[function.function_arn]))
             enrichment_arn = function.function_arn
 
         self.pipe = pipes.CfnPipe(
@@ -210,6 +212,7 @@ class EventPipe(Construct):
         check_range("maximum_retry_attempts", retries, 0, 185)
         check_duration_range("maximum_record_age", age, Duration.minutes(1), Duration.days(7))
         source.grant_stream_read(self.role)
+        ack.aws_solutions_iam5_list_streams(self.role.policy)
         return source.table_stream_arn, {
             "dynamo_db_stream_parameters": dict(
                 starting_position="LATEST",

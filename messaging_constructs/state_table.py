@@ -40,6 +40,7 @@ class StateTable(Construct):
 
     :param partition_key: the partition key's name (a string attribute). Required.
     :param sort_key: a string sort key's name. Default: none.
+    :param time_to_live_attribute: the numeric attribute (epoch seconds) after which DynamoDB deletes an item. Default: none (no TTL).
     :param encryption_key: Default: a new key with rotation.
     :param throttles_alarm_threshold: throttled requests (reads + writes) in 5 minutes that raise the alarm. Default: 1 (any).
     :param system_errors_alarm_threshold: system errors in 5 minutes that raise the alarm. Default: 1 (any).
@@ -58,6 +59,7 @@ class StateTable(Construct):
         *,
         partition_key: str,
         sort_key: str | None = None,
+        time_to_live_attribute: str | None = None,
         encryption_key: kms.IKey | None = None,
         throttles_alarm_threshold: int = 1,
         system_errors_alarm_threshold: int = 1,
@@ -75,6 +77,7 @@ class StateTable(Construct):
             "Resource",
             partition_key=dynamodb.Attribute(name=partition_key, type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name=sort_key, type=dynamodb.AttributeType.STRING) if sort_key else None,
+            time_to_live_attribute=time_to_live_attribute,
             key=self.key,
             profile=self.profile,
         )
