@@ -10,6 +10,7 @@ from __future__ import annotations
 from aws_cdk import App
 
 from messaging_constructs import Profile
+from stacks.capstone_orders import CapstoneOrdersStack
 from stacks.compliance import add_packs
 from stacks.exercise_01_queues import Exercise01QueuesStack
 from stacks.exercise_02_eventbridge import Exercise02EventBridgeStack
@@ -28,6 +29,9 @@ def build_app(app: App | None = None, *, compliance: bool = True) -> App:
     Exercise04EventSourcingStack(app, "Exercise04EventSourcing", profile=profile, description="Exercise 04: event sourcing and CQRS on DynamoDB")
     Exercise05EnterpriseMessagingStack(
         app, "Exercise05EnterpriseMessaging", profile=profile, description="Exercise 05: Amazon MQ (RabbitMQ and ActiveMQ) bridged to EventBridge"
+    )
+    CapstoneOrdersStack(
+        app, "CapstoneOrders", profile=profile, description="Capstone 07-A: real-time order processing with an outbox, a saga and a circuit breaker"
     )
     if compliance:
         add_packs(app)

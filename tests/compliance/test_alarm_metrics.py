@@ -19,13 +19,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILES = ["sandbox", "production"]
-STACKS = ["Exercise01Queues", "Exercise02EventBridge", "Exercise03Streaming", "Exercise04EventSourcing", "Exercise05EnterpriseMessaging"]
+STACKS = ["Exercise01Queues", "Exercise02EventBridge", "Exercise03Streaming", "Exercise04EventSourcing", "Exercise05EnterpriseMessaging", "CapstoneOrders"]
 
 #: Resource types whose ``Ref`` is the name CloudWatch uses in a dimension. Every
 #: other ``Ref`` is not: a queue's is its URL, a topic's and an MSK cluster's their
 #: ARN, an Amazon MQ broker's its id, and a rule's on a custom bus ``<bus>|<rule>``
 #: (see the "Return values" of each type in the CloudFormation reference).
 REF_IS_NAME = {"AWS::Lambda::Function", "AWS::DynamoDB::Table", "AWS::Events::EventBus", "AWS::Pipes::Pipe", "AWS::Scheduler::ScheduleGroup"}
+#: Dimensions whose value is a resource's ARN, and the types whose Ref is that ARN.
+REF_IS_ARN = {"StateMachineArn": {"AWS::StepFunctions::StateMachine"}}
 #: Metrics Insights aggregate -> the statistic it computes over each period.
 INSIGHTS_AGGREGATES = {"MAX": "Maximum", "MIN": "Minimum", "AVG": "Average", "SUM": "Sum", "COUNT": "SampleCount"}
 _INSIGHTS = re.compile(r"SELECT\s+(\w+)\((\w+)\)\s+FROM\s+SCHEMA\((.*?)\)", re.IGNORECASE)
@@ -123,8 +125,8 @@ def _problems(template: dict, uses: list[MetricUse], table: dict) -> list[str]:
         for dimension, value in use.dimensions.items():
             if isinstance(value, dict) and "Ref" in value and value["Ref"] in resources:
                 kind = resources[value["Ref"]]["Type"]
-                if kind not in REF_IS_NAME:
-                    problems.append(f"{use.where}: dimension {dimension} is the Ref of a {kind}, which is not its name")
+                if kind not in (REF_IS_ARN[dimension] if dimension in REF_IS_ARN else REF_IS_NAME):
+                    problems.append(f"{use.where}: dimension {dimension} is the Ref of a {kind}, which is not what the dimension holds")
     return problems
 
 

@@ -96,7 +96,12 @@ def _load_handler(function: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     _loaded_names.append(name)
-    spec.loader.exec_module(module)
+    # Lambda runs handler.py with its folder on the path: a function's own small modules import by their names.
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
     return module
 
 

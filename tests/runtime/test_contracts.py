@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from pydantic import Field, ValidationError
 
 from messaging_runtime import contracts
-from messaging_runtime.contracts import Contract, EventKind, OneOf, accounts, clicks, inventory, invoices, orders, quotes, reports, shipments
+from messaging_runtime.contracts import Contract, EventKind, OneOf, accounts, checkout, clicks, inventory, invoices, orders, quotes, reports, shipments
 from messaging_runtime.contracts.fields import WholeNumber
 from messaging_runtime.contracts.schemas import json_schema, registry_schema, registry_schemas
 from messaging_runtime.rejection import reason_of
@@ -219,7 +219,18 @@ class Blueprint:
                 for statement in policy["PolicyDocument"]["Statement"]:
                     if statement["Action"] == "events:PutEvents":
                         sources += statement["Condition"]["StringEquals"]["events:source"]
+                    elif statement["Action"] == "dynamodb:PutItem":  # writing to an outbox: its pipe puts the events
+                        sources += self.outbox_sources(statement["Resource"])
         return sources
+
+    def outbox_sources(self, table: Any) -> list[str]:
+        """The sources the pipes reading ``table``'s stream put on the bus."""
+        tables = table if isinstance(table, list) else [table]
+        return [
+            p["TargetParameters"]["EventBridgeEventBusParameters"]["Source"]
+            for p in self.of_type("AWS::Pipes::Pipe").values()
+            if any(t.get("Fn::GetAtt", [None])[0] == p["Source"]["Fn::GetAtt"][0] for t in tables if isinstance(t, dict))
+        ]
 
 
 @dataclass(frozen=True)
@@ -311,6 +322,9 @@ PRODUCERS: dict[str, tuple[tuple[tuple[EventKind[Any], int], ...], str, str]] = 
     "quote_responder": (((quotes.QUOTE_REPLY, 1), (quotes.QUOTE_ERROR, 1)), "Exercise05EnterpriseMessaging", "direct reply-to"),
     "invoice_publisher": (((invoices.INVOICE, 1),), "Exercise05EnterpriseMessaging", "activemq"),
     "invoice_consumer": (((invoices.INVOICE_ISSUED, 1), (invoices.INVOICE_PAID, 1), (invoices.INVOICE_VOIDED, 1)), "Exercise05EnterpriseMessaging", "bus"),
+    # Through the outbox: the pipe puts what they wrote on the bus.
+    "order_api": (((checkout.ORDER_ACCEPTED, 1),), "CapstoneOrders", "bus"),
+    "order_status": (((checkout.ORDER_STATUS_CHANGED, 1),), "CapstoneOrders", "bus"),
 }
 
 #: What each consumer reads: an event kind, or several that share its channel. A queue no function reads yet holds the registry's kind.
@@ -339,6 +353,7 @@ CONSUMERS: dict[str, EventKind[Any] | OneOf | dict[str, EventKind[Any]]] = {
     "quote_responder": quotes.QUOTE_REQUEST,
     "quote_requester": quotes.QUOTE_ANSWERS,
     "invoice_consumer": invoices.INVOICE,
+    "saga_starter": checkout.ORDER_ACCEPTED,
 }
 
 #: The consumers each kind can reach: the routing the stacks build, spelled out (the tests check the derived routing against it).
@@ -364,6 +379,9 @@ EXPECTED_ROUTES = {
     "InvoiceIssued": set(),
     "InvoicePaid": set(),
     "InvoiceVoided": set(),
+    "OrderAccepted": {"saga_starter"},
+    # Read by the live status path, which no stack has yet.
+    "OrderStatusChanged": set(),
 }
 
 SENDS = [(producer, kind, version) for producer, (sent, _, _) in PRODUCERS.items() for kind, version in sent]

@@ -1,0 +1,59 @@
+"""Start one order saga per accepted order, named after the order so that a duplicate start is refused.
+
+Reads the ``saga-starts`` queue, which a rule fills with ``OrderAccepted``
+events of ``blueprints.checkout`` (the outbox pipe publishes at least once, so
+an order can arrive twice). Each starts the saga with the execution name
+``<order_id>`` and the order as input. Step Functions keeps a standard
+workflow's names for 90 days: the same name with the same input returns the
+running execution, and otherwise (closed, or other input) is refused with
+``ExecutionAlreadyExists``; either way there is one saga per order. A refused
+start is counted (``DuplicateStartsRefused``), not failed; ``SagaStarts`` counts
+the starts Step Functions accepted, a repeat of a running one included. Any other error fails the record: SQS
+delivers it again, then dead-letters it.
+
+Environment: STATE_MACHINE_ARN (required).
+"""
+
+import json
+import os
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from messaging_runtime import readers
+from messaging_runtime.batch import SQS, BatchConsumer
+from messaging_runtime.contracts.checkout import ORDER_ACCEPTED, SOURCE, OrderAcceptedV1
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+stepfunctions = boto3.client("stepfunctions")
+STATE_MACHINE_ARN = os.environ["STATE_MACHINE_ARN"]
+consumer = BatchConsumer(
+    SQS, read=readers.eventbridge_in_sqs(ORDER_ACCEPTED, detail_types=[ORDER_ACCEPTED.name], sources=[SOURCE]), logger=logger, metrics=metrics
+)
+
+
+def saga_input(order: OrderAcceptedV1) -> str:
+    """The saga's input: the same text for every delivery of the same order, so that a repeated start matches the first."""
+    fields = order.model_dump(mode="json", include={"order_id", "customer_id", "items", "total", "currency"})
+    return json.dumps({"order": fields}, sort_keys=True, separators=(",", ":"))
+
+
+def start(order: OrderAcceptedV1, record: SQSRecord) -> None:
+    try:
+        stepfunctions.start_execution(stateMachineArn=STATE_MACHINE_ARN, name=order.order_id, input=saga_input(order))
+    except stepfunctions.exceptions.ExecutionAlreadyExists:
+        consumer.count("DuplicateStartsRefused")
+        return
+    consumer.count("SagaStarts")
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return consumer.process(event, context, effect=start)
