@@ -46,6 +46,7 @@ __all__ = [
     "acknowledge",
     "aws_solutions_iam4_backup_service_role",
     "aws_solutions_iam5_any_resource",
+    "aws_solutions_iam5_execution_arns",
     "aws_solutions_iam5_list_streams",
     "aws_solutions_iam5_log_group_arn_suffix",
     "aws_solutions_iam5_sns_delivery_log_streams",
@@ -236,6 +237,18 @@ def aws_solutions_iam5_log_group_arn_suffix(policy: IConstruct, log_group_arns: 
             "CloudWatch Logs checks some log-group actions against the group's ARN with ':*' appended; the wildcard stands for that "
             "suffix only, on log groups named one by one.",
         )
+
+
+def aws_solutions_iam5_execution_arns(policy: IConstruct, executions_arn: str) -> None:
+    """``AwsSolutions-IAM5[Resource::<state machine's executions>:*]`` (wildcard AWS requires): executions are named at run time;
+    the wildcard stands for the execution's name, under one state machine."""
+    acknowledge(
+        policy,
+        f"AwsSolutions-IAM5[Resource::{_as_nag_renders(Stack.of(policy), executions_arn)}]",
+        AWS_REQUIRED,
+        "An execution's ARN ends in its name, which is chosen when it starts; the wildcard stands for that name only, under one "
+        "state machine (DescribeExecution and StopExecution take execution ARNs).",
+    )
 
 
 def _as_nag_renders(stack: Stack, value: str) -> str:

@@ -91,7 +91,10 @@ class Saga(Construct):
     ``$.error``, ``on_failure`` runs (e.g. record that the order is being
     compensated), then the compensations of that step and of every step before
     it, last first, then ``on_compensated``, and the execution succeeds: a
-    compensated saga is a business outcome, not a failure.
+    compensated saga is a business outcome, not a failure. An execution started
+    with ``compensate`` (``{"Error": ..., "Cause": ...}``) in its input runs no
+    step: it goes straight to ``on_failure`` and every compensation, which is
+    how a reconciler ends an order that cannot finish.
 
     Retries: each action on ``TRANSIENT_ERRORS``, ``transient_attempts`` times
     with exponential backoff (rate 2, from 1 s, at most 30 s) and full jitter;
@@ -190,6 +193,12 @@ class Saga(Construct):
             choose.when(sfn.Condition.string_equals("$.failed_step", action.state_id), start)
         choose.otherwise(on_compensated)
 
+        # An input with "compensate" ({"Error", "Cause"}) skips the steps: every compensation runs, as after the last step
+        # failed with that error (how a reconciler ends a saga that cannot finish).
+        requested = sfn.Pass(self, "Compensation requested", input_path="$.compensate", result_path="$.error")
+        requested.next(sfn.Pass(self, "Compensate everything", result=sfn.Result.from_string(actions[-1].state_id), result_path="$.failed_step")).next(
+            on_failure
+        )
         chain: sfn.Chain | None = None
         for step, action in zip(steps, actions, strict=True):
             if isinstance(step.action, Invoke) and transient_attempts:
@@ -201,7 +210,8 @@ class Saga(Construct):
         assert chain is not None
         if on_completed is not None:
             chain = chain.next(on_completed)
-        chain = chain.next(sfn.Succeed(self, "Completed"))
+        chain.next(sfn.Succeed(self, "Completed"))
+        start = sfn.Choice(self, "Start").when(sfn.Condition.is_present("$.compensate"), requested).otherwise(actions[0])
 
         self.log_group = logs.LogGroup(
             self, "LogGroup", encryption_key=self.key, retention=self.profile.log_retention, removal_policy=self.profile.removal_policy
@@ -209,7 +219,7 @@ class Saga(Construct):
         self.state_machine = sfn.StateMachine(
             self,
             "Resource",
-            definition_body=sfn.DefinitionBody.from_chainable(chain),
+            definition_body=sfn.DefinitionBody.from_chainable(start),
             state_machine_type=sfn.StateMachineType.STANDARD,
             timeout=timeout,
             role=self.role,
@@ -254,6 +264,16 @@ class Saga(Construct):
     def grant_start_execution(self, grantee: iam.IGrantable) -> iam.Grant:
         """``states:StartExecution`` on this saga."""
         return self.state_machine.grant_start_execution(grantee)
+
+    def grant_manage_executions(self, grantee: iam.IGrantable) -> iam.Grant:
+        """``states:DescribeExecution`` and ``states:StopExecution`` on this saga's executions (``execution:<name>:*``)."""
+        stack = Stack.of(self)
+        executions = f"arn:{stack.partition}:states:{stack.region}:{stack.account}:execution:{self.state_machine.state_machine_name}:*"
+        grant = iam.Grant.add_to_principal(grantee=grantee, actions=["states:DescribeExecution", "states:StopExecution"], resource_arns=[executions])
+        policy = getattr(grantee.grant_principal, "policy", None)
+        if policy is not None:
+            ack.aws_solutions_iam5_execution_arns(policy, executions)
+        return grant
 
     def grant_task_response(self, grantee: iam.IGrantable) -> iam.Grant:
         """``states:SendTaskSuccess``, ``SendTaskFailure`` and ``SendTaskHeartbeat``: answer a step that waits for a callback."""

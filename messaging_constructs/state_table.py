@@ -90,7 +90,14 @@ class StateTable(Construct):
         require(bool(actions), "name at least one item action")
         unknown = sorted(set(actions) - ITEM_ACTIONS)
         require(not unknown, f"only item actions may be granted ({', '.join(sorted(ITEM_ACTIONS))}), got {', '.join(unknown)}")
-        return self.table.grant(grantee, *actions).combine(grant_key_for_items(self.key, grantee))
+        # The table's ARN alone: Table.grant would add "<table>/index/*" once the table has an index (grant_index_query names one).
+        grant = iam.Grant.add_to_principal(grantee=grantee, actions=list(actions), resource_arns=[self.table.table_arn])
+        return grant.combine(grant_key_for_items(self.key, grantee))
+
+    def grant_index_query(self, grantee: iam.IGrantable, index_name: str) -> iam.Grant:
+        """``dynamodb:Query`` on the index ``index_name`` of this table (its ARN alone), with the key's ``kms:Decrypt``."""
+        index = f"{self.table.table_arn}/index/{index_name}"
+        return iam.Grant.add_to_principal(grantee=grantee, actions=["dynamodb:Query"], resource_arns=[index]).combine(self.key.grant(grantee, "kms:Decrypt"))
 
     def dashboard_widgets(self, title: str) -> list[cloudwatch.IWidget]:
         return dynamodb_monitoring.widgets(title, self.table)

@@ -12,7 +12,9 @@ Attributes: ``order_id``, ``customer_id``, ``status``, ``seq``, ``items``
 terminal status, for the reconciler), ``idempotency_key``, ``request_hash``
 (of the request that placed it), ``reason`` (why it left the happy path) and
 ``cancel_requested`` (the customer asked to cancel; the saga compensates at
-its next step).
+its next step) and ``open`` (``"1"`` until the order reaches a terminal
+status: the key of the sparse index ``OPEN_ORDERS_INDEX``, by ``deadline``,
+which the reconciler queries for orders past their deadline).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from .contracts.checkout import ORDER_ACCEPTED, ORDER_STATUS_CHANGED, TERMINAL, 
 from .outbox import Outbox
 
 _SERIALIZER, _DESERIALIZER = TypeSerializer(), TypeDeserializer()
+#: The sparse index of orders not yet in a terminal status: partition key ``open``, sort key ``deadline``.
+OPEN_ORDERS_INDEX = "open-orders"
 
 
 class TransitionRefused(Exception):
@@ -88,6 +92,7 @@ class OrderStore:
             "deadline": int(now) + deadline_seconds,
             "idempotency_key": idempotency_key,
             "request_hash": request_digest,
+            "open": "1",
         }
         put = {
             "Put": {
@@ -106,6 +111,18 @@ class OrderStore:
                     return False, existing
             raise
         return True, item
+
+    def past_deadline(self, now: float, *, limit: int = 100) -> list[dict[str, Any]]:
+        """Orders not in a terminal status whose deadline is before ``now``, oldest deadline first (at most ``limit``)."""
+        found = self.client.query(
+            TableName=self.table_name,
+            IndexName=OPEN_ORDERS_INDEX,
+            KeyConditionExpression="#open = :open AND deadline < :now",
+            ExpressionAttributeNames={"#open": "open"},
+            ExpressionAttributeValues={":open": {"S": "1"}, ":now": {"N": str(int(now))}},
+            Limit=limit,
+        )
+        return [{name: _DESERIALIZER.deserialize(value) for name, value in item.items()} for item in found.get("Items", [])]
 
     def request_cancel(self, order_id: str, customer_id: str) -> dict[str, Any]:
         """Mark the customer's order for cancelling; TransitionRefused when it is not theirs, or already terminal."""
@@ -163,6 +180,9 @@ class OrderStore:
             if reason is not None:
                 update += ", reason = :reason"
                 values[":reason"] = {"S": reason}
+            if to in TERMINAL:  # out of the open-orders index
+                update += " REMOVE #open"
+                names["#open"] = "open"
             write = {
                 "Update": {
                     "TableName": self.table_name,

@@ -8,7 +8,9 @@ not retried by the saga's transient-error policy).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import json
+from collections.abc import Collection, Mapping
+from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
@@ -30,3 +32,29 @@ def read_step(event: Any, actions: Collection[str]) -> tuple[str, SagaOrder]:
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'order'}: {e['msg']}" for e in error.errors()[:5])
         raise InvalidSagaInput(f"expected an order with order_id, customer_id, items, total and currency: {problems}") from None
+
+
+#: The fields of an order the saga carries.
+SAGA_ORDER_FIELDS = ("order_id", "customer_id", "items", "total", "currency")
+
+
+def saga_input(order: Mapping[str, Any], *, compensate: Mapping[str, str] | None = None) -> str:
+    """The saga's input for ``order`` (its contract fields, from an event or the orders table): the same text for the same
+    order, so that a repeated start of an execution matches the first. With ``compensate`` (``{"Error", "Cause"}``) the
+    saga goes straight to its compensations (the reconciler's way to end an order past its deadline)."""
+    fields = SagaOrder.Consumer.model_validate({name: _whole(order.get(name)) for name in SAGA_ORDER_FIELDS}).model_dump(mode="json")
+    document: dict[str, Any] = {"order": fields}
+    if compensate is not None:
+        document["compensate"] = dict(compensate)
+    return json.dumps(document, sort_keys=True, separators=(",", ":"))
+
+
+def _whole(value: Any) -> Any:
+    """DynamoDB's numbers are Decimals: a whole one (a quantity) as an int, the way JSON would have given it."""
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        return int(value) if value.as_tuple().exponent >= 0 else value
+    if isinstance(value, list):
+        return [_whole(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _whole(v) for k, v in value.items()}
+    return value

@@ -4,7 +4,9 @@ Invoked by the saga (``lambda:invoke``) with ``{"order_id": ..., "to": <status>}
 or ``{"order_id": ..., "to": "COMPENSATING", "error": {"Error": ..., "Cause": ...}}``
 when a step failed (the error names the reason the customer sees), or
 ``{"order_id": ..., "to": "FINISHED"}`` once the compensations ran: the order is
-then CANCELLED if the customer asked, else COMPENSATED.
+then CANCELLED if the customer asked, else COMPENSATED. An order compensated
+already (by a second saga: the reconciler's) stays as it is; a CONFIRMED one
+refuses COMPENSATING, so that no compensation undoes it.
 
 Errors the state machine tells apart: ``OrderCancelled`` (the customer asked to
 cancel before this step forward: compensate) and ``TransitionNotAllowed`` (the
@@ -16,6 +18,7 @@ Environment: ORDERS_TABLE_NAME, OUTBOX_TABLE_NAME (required).
 
 import os
 import time
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -24,7 +27,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from messaging_runtime.checkout import OrderStore, TransitionRefused
-from messaging_runtime.contracts.checkout import TRANSITIONS
+from messaging_runtime.contracts.checkout import TERMINAL, TRANSITIONS
 from messaging_runtime.outbox import Outbox
 from messaging_runtime.saga_steps import InvalidSagaInput
 
@@ -64,12 +67,16 @@ def step(event: Any) -> dict[str, Any]:
     if not isinstance(event, dict) or not isinstance(event.get("order_id"), str) or not isinstance(event.get("to"), str):
         raise InvalidSagaInput(f'expected {{"order_id": "o-...", "to": <status>}}, got {str(event)[:200]}')
     order_id, to, now = event["order_id"], event["to"], time.time()
-    if to == "FINISHED":
+    if to in ("COMPENSATING", "FINISHED", "FAILED"):
         order = store.get(order_id)
         if order is None:
             raise TransitionNotAllowed(f"order {order_id}: no such order")
-        to = "CANCELLED" if order.get("cancel_requested") or order.get("reason") == REASONS["OrderCancelled"] else "COMPENSATED"
-        return store.change_status(order_id, to, honour_cancel=False, now=now)
+        # Compensated already (a second saga, the reconciler's, got there first): its compensations are no-ops, and so is this.
+        if order["status"] in ("COMPENSATED", "CANCELLED") or (to == "FAILED" and order["status"] in TERMINAL):
+            return order
+        if to == "FINISHED":
+            to = "CANCELLED" if order.get("cancel_requested") or order.get("reason") == REASONS["OrderCancelled"] else "COMPENSATED"
+            return store.change_status(order_id, to, honour_cancel=False, now=now)
     if to not in TRANSITIONS:
         raise InvalidSagaInput(f"unknown status {to!r}; the statuses are {', '.join(TRANSITIONS)}")
     reason = reason_for(event["error"]) if "error" in event else None
@@ -92,5 +99,8 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         raise
     metrics.add_dimension(name="status", value=order["status"])
     metrics.add_metric(name="OrderStatusChanges", unit=MetricUnit.Count, value=1)
+    if order["status"] == "CONFIRMED":  # the business KPI: from accepted to confirmed, merchant included
+        accepted = datetime.fromisoformat(order["accepted_at"]).timestamp()
+        metrics.add_metric(name="TimeToConfirm", unit=MetricUnit.Milliseconds, value=max(0.0, (time.time() - accepted) * 1000))
     logger.info("Order status", extra={"order_id": order["order_id"], "status": order["status"], "seq": int(order["seq"])})
     return {"order_id": order["order_id"], "status": order["status"], "seq": int(order["seq"])}

@@ -97,3 +97,10 @@ class SagaOrder(PlaceOrderRequest):
 
     order_id: OrderId
     customer_id: CustomerId
+
+
+class ReconcileRequest(Contract):
+    """What the schedule sends the order reconciler: a request to look for orders past their deadline."""
+
+    version: Annotated[Literal[1], WholeNumber]
+    kind: Literal["reconcile"]

@@ -28,6 +28,8 @@ def _apply(name: str) -> list[dict]:
         function(target, sns.Topic(stack, "Topic"))
     elif parameters == ["policy", "log_group_arns"]:
         function(target, ["arn:aws:logs:us-east-1:123456789012:log-group:/test"])
+    elif parameters == ["policy", "executions_arn"]:
+        function(target, "arn:aws:states:us-east-1:123456789012:execution:saga:*")
     elif parameters == ["secrets"]:
         function([target])
     else:
@@ -40,7 +42,7 @@ def _flat(text: str) -> str:
 
 
 def test_the_module_is_public_and_lists_its_functions():
-    assert len(FUNCTIONS) == 15
+    assert len(FUNCTIONS) == 16
     assert all(getattr(acknowledgements, name).__doc__ for name in FUNCTIONS)
 
 

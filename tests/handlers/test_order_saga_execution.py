@@ -26,6 +26,7 @@ from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from messaging_runtime.checkout import OrderStore
 from messaging_runtime.contracts.checkout import ORDER_ACCEPTED
 from messaging_runtime.outbox import Outbox
+from messaging_runtime.saga_steps import saga_input
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 TABLES = {"orders": "order_id", "outbox": "aggregate_id", "stock": "pk", "payments": "pk", "breakers": "pk"}
@@ -198,6 +199,7 @@ def test_an_order_the_merchant_accepts_is_confirmed_with_stock_taken_and_payment
     saga.client.send_task_success(taskToken=merchant_request(saga, order_id), output=json.dumps({"accepted": True}))
     assert finish(saga, execution)["status"] == "SUCCEEDED"
     assert path(saga, execution) == [
+        "Start",
         "ReserveStock",
         "RecordStockReserved",
         "AuthorizePayment",
@@ -217,6 +219,7 @@ def test_a_stock_shortage_compensates_and_never_touches_the_payment(saga):
     execution = start(saga, order)
     assert finish(saga, execution)["status"] == "SUCCEEDED"
     assert path(saga, execution) == [
+        "Start",
         "ReserveStock",
         "ReserveStock failed",
         "RecordCompensating",
@@ -235,7 +238,7 @@ def test_a_declined_payment_voids_and_releases_in_reverse_order(saga):
     order_id, before = order["order"]["order_id"], stock(saga)
     execution = start(saga, order)
     assert finish(saga, execution)["status"] == "SUCCEEDED"
-    assert path(saga, execution)[2:] == [
+    assert path(saga, execution)[3:] == [
         "AuthorizePayment",
         "AuthorizePayment failed",
         "RecordCompensating",
@@ -327,3 +330,32 @@ def test_a_compensation_that_keeps_failing_abandons_the_saga_marks_the_order_fai
     assert calls_of(saga, "stock_reservations", "release", order_id) == 7  # the first try and 6 retries
     assert path(saga, execution)[-2:] == ["RecordFailed", "Abandoned"]
     assert saga.store.get(order_id)["status"] == "FAILED"
+
+
+def test_a_saga_started_to_compensate_undoes_what_a_stuck_one_did_and_runs_no_step(saga):
+    order = place(saga)
+    order_id, before = order["order"]["order_id"], stock(saga)
+    stuck = start(saga, order)
+    token = merchant_request(saga, order_id)  # stock taken, payment authorized, waiting for the merchant
+    expired = {"Error": "OrderExpired", "Cause": "the order passed its deadline"}
+    name = f"{order_id}-reconciled"
+    execution = saga.client.start_execution(stateMachineArn=saga.arn, name=name, input=saga_input(saga.store.get(order_id), compensate=expired))["executionArn"]
+    assert finish(saga, execution)["status"] == "SUCCEEDED"
+    assert path(saga, execution) == [
+        "Start",
+        "Compensation requested",
+        "Compensate everything",
+        "RecordCompensating",
+        "Compensate from",
+        "VoidPayment",
+        "ReleaseStock",
+        "RecordCompensated",
+        "Compensated",
+    ]
+    record = saga.store.get(order_id)
+    assert (record["status"], record["reason"]) == ("COMPENSATED", "the order passed its deadline")
+    assert stock(saga) == before and payment_status(saga, order_id) == "VOIDED"
+    # The stuck saga's merchant answers late: its confirmation is refused and its own compensation changes nothing.
+    saga.client.send_task_success(taskToken=token, output="{}")
+    assert finish(saga, stuck)["status"] == "SUCCEEDED"
+    assert saga.store.get(order_id)["status"] == "COMPENSATED" and stock(saga) == before and payment_status(saga, order_id) == "VOIDED"

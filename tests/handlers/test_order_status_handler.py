@@ -123,3 +123,22 @@ def test_a_move_that_is_not_allowed_or_an_unknown_order_is_transition_not_allowe
 def test_input_the_saga_never_sends_is_invalid_saga_input(handler, lambda_context, event):
     with pytest.raises(handler.InvalidSagaInput):
         handler.lambda_handler(event, lambda_context)
+
+
+def test_an_order_compensated_already_stays_as_it_is_whatever_a_second_saga_records(handler, place, lambda_context):
+    order_id = place()
+    for to in ("COMPENSATING", "FINISHED"):
+        handler.lambda_handler({"order_id": order_id, "to": to, "error": {"Error": "OrderExpired"}}, lambda_context)
+    before = last_event(order_id)
+    for to in ("COMPENSATING", "FINISHED", "FAILED"):
+        assert handler.lambda_handler({"order_id": order_id, "to": to}, lambda_context)["status"] == "COMPENSATED"
+    assert last_event(order_id) == before
+
+
+def test_a_confirmed_order_refuses_compensation_so_nothing_undoes_it(handler, place, lambda_context):
+    order_id = place()
+    for to in ("STOCK_RESERVED", "AWAITING_MERCHANT", "CONFIRMED"):
+        handler.lambda_handler({"order_id": order_id, "to": to}, lambda_context)
+    with pytest.raises(handler.TransitionNotAllowed, match="from CONFIRMED to COMPENSATING"):
+        handler.lambda_handler({"order_id": order_id, "to": "COMPENSATING", "error": {"Error": "OrderExpired"}}, lambda_context)
+    assert handler.lambda_handler({"order_id": order_id, "to": "FAILED"}, lambda_context)["status"] == "CONFIRMED"

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from messaging_runtime.checkout import OrderStore, TransitionRefused, customer_id_of, order_id_for, request_hash
+from messaging_runtime.checkout import OPEN_ORDERS_INDEX, OrderStore, TransitionRefused, customer_id_of, order_id_for, request_hash
 from messaging_runtime.contracts.checkout import ORDER_ACCEPTED, ORDER_STATUS_CHANGED, TERMINAL, TRANSITIONS, PlaceOrderRequest
 from messaging_runtime.outbox import Outbox, bus_entry
 
@@ -26,14 +26,35 @@ def dynamodb(monkeypatch):
         monkeypatch.setenv(name, value)
     with mock_aws():
         client = boto3.client("dynamodb")
-        for table, key in (("orders", "order_id"), ("outbox", "aggregate_id")):
-            client.create_table(
-                TableName=table,
-                KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
+        create_order_tables(client)
         yield client
+
+
+def create_order_tables(client) -> None:
+    """The orders table (with its open-orders index) and the outbox table, as CapstoneOrders makes them."""
+    client.create_table(
+        TableName="orders",
+        KeySchema=[{"AttributeName": "order_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[
+            {"AttributeName": "order_id", "AttributeType": "S"},
+            {"AttributeName": "open", "AttributeType": "S"},
+            {"AttributeName": "deadline", "AttributeType": "N"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": OPEN_ORDERS_INDEX,
+                "KeySchema": [{"AttributeName": "open", "KeyType": "HASH"}, {"AttributeName": "deadline", "KeyType": "RANGE"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    client.create_table(
+        TableName="outbox",
+        KeySchema=[{"AttributeName": "aggregate_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "aggregate_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
 
 
 @pytest.fixture
@@ -195,6 +216,17 @@ def test_a_change_that_lost_a_race_is_read_again(store, dynamodb, monkeypatch):
     order = store.change_status("o-1", "COMPENSATING", reason="the payment was declined", now=NOW)
     assert order["seq"] == 3 and order["status"] == "COMPENSATING"
     assert json.loads(slot(dynamodb, "o-1")["detail"]["S"])["previous_status"] == "STOCK_RESERVED"
+
+
+def test_open_orders_past_their_deadline_are_found_oldest_first_and_a_terminal_one_leaves_the_index(store):
+    for number, deadline in ((1, 60), (2, 30), (3, 600)):
+        store.place(accepted(f"o-{number}"), idempotency_key=f"k-{number}", request_digest="h", deadline_seconds=deadline, now=NOW)
+    assert [o["order_id"] for o in store.past_deadline(NOW + 100)] == ["o-2", "o-1"]
+    for to in ("COMPENSATING", "COMPENSATED"):
+        store.change_status("o-2", to, now=NOW + 1)
+    assert "open" not in store.get("o-2")
+    assert [o["order_id"] for o in store.past_deadline(NOW + 100)] == ["o-1"]
+    assert [o["order_id"] for o in store.past_deadline(NOW + 1000, limit=1)] == ["o-1"]
 
 
 def test_identities_and_request_digests():

@@ -55,7 +55,8 @@ def test_the_outbox_pipe_puts_checkout_events_on_the_bus_and_a_rule_feeds_the_sa
 def test_the_saga_reserves_authorizes_waits_for_the_merchant_and_confirms_and_compensates_in_reverse(template):
     definition = _definition(template)
     states = definition["States"]
-    order, name = [], definition["StartAt"]
+    assert definition["StartAt"] == "Start"
+    order, name = [], states["Start"]["Default"]
     while states[name]["Type"] != "Succeed":
         order.append(name)
         name = states[name]["Next"]

@@ -91,13 +91,8 @@ def test_saga_runs_the_steps_in_order_and_each_failure_compensates_from_its_own_
     stack = new_stack()
     _saga(stack)
     states = _definition(stack)["States"]
-    assert [_definition(stack)["StartAt"], states["A"]["Next"], states["B"]["Next"], states["C"]["Next"], states["Wait"]["Next"]] == [
-        "A",
-        "B",
-        "C",
-        "Wait",
-        "Completed",
-    ]
+    assert _definition(stack)["StartAt"] == "Start" and states["Start"]["Default"] == "A"
+    assert [states["A"]["Next"], states["B"]["Next"], states["C"]["Next"], states["Wait"]["Next"]] == ["B", "C", "Wait", "Completed"]
     for step in ("A", "B", "C", "Wait"):
         (catch,) = states[step]["Catch"]
         assert catch == {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": f"{step} failed"}
@@ -107,6 +102,16 @@ def test_saga_runs_the_steps_in_order_and_each_failure_compensates_from_its_own_
     assert entry == {"A": "UndoA", "B": "UndoA", "C": "UndoC", "Wait": "UndoC"}
     assert states["UndoC"]["Next"] == "UndoA" and states["UndoA"]["Next"] == "Finished" and states["Finished"]["Next"] == "Compensated"
     assert states["Compensated"]["Type"] == "Succeed" and states["Completed"]["Type"] == "Succeed"
+
+
+def test_an_input_asking_for_compensation_runs_every_compensation_and_no_step():
+    stack = new_stack()
+    _saga(stack)
+    states = _definition(stack)["States"]
+    (choice,) = states["Start"]["Choices"]
+    assert choice == {"Variable": "$.compensate", "IsPresent": True, "Next": "Compensation requested"}
+    assert states["Compensation requested"] == {"Type": "Pass", "InputPath": "$.compensate", "ResultPath": "$.error", "Next": "Compensate everything"}
+    assert states["Compensate everything"]["Result"] == "Wait" and states["Compensate everything"]["Next"] == "Failing"
 
 
 def test_saga_retries_transient_errors_with_jittered_backoff_and_compensations_on_anything():
