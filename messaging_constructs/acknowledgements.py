@@ -44,6 +44,11 @@ __all__ = [
     "RULE_DEFECT",
     "SANDBOX_COST",
     "acknowledge",
+    "apigw_cache_enabled_and_encrypted",
+    "aws_solutions_apig3",
+    "aws_solutions_apig6",
+    "aws_solutions_cog4",
+    "aws_solutions_cog8",
     "aws_solutions_iam4_backup_service_role",
     "aws_solutions_iam5_any_resource",
     "aws_solutions_iam5_execution_arns",
@@ -292,3 +297,72 @@ def secrets_manager_rotation_enabled(secrets) -> None:
                 "Amazon MQ offers no rotation for broker users; a password changes on the broker (MQ UpdateUser for ActiveMQ, applied at the "
                 "next reboot; the management API for RabbitMQ) and then in this secret, as docs/exercise-05.md describes.",
             )
+
+
+# --- API Gateway ---------------------------------------------------------
+
+_PACKS_WITH_API_RULES = ("HIPAA.Security", "NIST.800.53.R5", "PCI.DSS.321")
+
+
+def aws_solutions_cog4(api: IConstruct) -> None:
+    """``AwsSolutions-COG4`` (rule defect): methods authorized with IAM are authorized."""
+    acknowledge(
+        api,
+        "AwsSolutions-COG4",
+        RULE_DEFECT,
+        "every method requires AWS_IAM authorization: callers sign requests with SigV4 and need execute-api:Invoke on the exact "
+        "method and path; the rule accepts only a Cognito user pool authorizer, which suits end users, not service callers.",
+    )
+
+
+def aws_solutions_apig6(stage: IConstruct) -> None:
+    """``AwsSolutions-APIG6`` and ``APIGWExecutionLoggingEnabled`` (sandbox): no execution logs in the sandbox."""
+    reason = (
+        "sandbox stages log every request to the encrypted access log (status, error message and type, integration status) but "
+        "not to execution logs, which need the account-wide API Gateway CloudWatch Logs role: a stack that set it would either "
+        "leave it behind on cdk destroy or break execution logging of every other API of the account. Production logs errors."
+    )
+    acknowledge(stage, "AwsSolutions-APIG6", SANDBOX_COST, reason)
+    for pack in _PACKS_WITH_API_RULES:
+        acknowledge(stage, f"{pack}-APIGWExecutionLoggingEnabled", SANDBOX_COST, reason)
+
+
+def aws_solutions_apig3(stage: IConstruct) -> None:
+    """``AwsSolutions-APIG3`` and the NIST and PCI ``APIGWAssociatedWithWAF`` (sandbox cost): no web ACL in the sandbox."""
+    reason = (
+        "a WAFv2 web ACL costs about $5 a month plus $1 per rule even when idle, so sandbox stages go without one; "
+        "methods still require authorization and are throttled. Production associates a web ACL with managed rules and a rate limit."
+    )
+    acknowledge(stage, "AwsSolutions-APIG3", SANDBOX_COST, reason)
+    for pack in ("NIST.800.53.R5", "PCI.DSS.321"):
+        acknowledge(stage, f"{pack}-APIGWAssociatedWithWAF", SANDBOX_COST, reason)
+
+
+def apigw_cache_enabled_and_encrypted(stage: IConstruct) -> None:
+    """``APIGWCacheEnabledAndEncrypted`` (rule defect) and ``APIGWSSLEnabled`` (not offered) of the HIPAA, NIST and PCI packs."""
+    for pack in _PACKS_WITH_API_RULES:
+        acknowledge(
+            stage,
+            f"{pack}-APIGWCacheEnabledAndEncrypted",
+            RULE_DEFECT,
+            "the stage has no cache, so no response is stored to encrypt; a cache would serve stale answers (an order's status) "
+            "that must always come from the function. The rule asks for a cache where it means: whatever is cached is encrypted.",
+        )
+        acknowledge(
+            stage,
+            f"{pack}-APIGWSSLEnabled",
+            NOT_OFFERED,
+            "a stage's client certificate authenticates API Gateway to HTTP backends; Lambda proxy integrations call the Lambda API "
+            "over TLS signed with SigV4 and offer no client certificate. Callers reach the stage over TLS only.",
+        )
+
+
+def aws_solutions_cog8(pool: IConstruct) -> None:
+    """``AwsSolutions-COG8`` (sandbox cost): sandbox user pools are on the Essentials plan."""
+    acknowledge(
+        pool,
+        "AwsSolutions-COG8",
+        SANDBOX_COST,
+        "the Plus feature plan (threat protection) is billed per monthly active user with no free tier, so sandbox user pools use "
+        "Essentials with MFA required; the production profile uses Plus with threat protection enforced.",
+    )

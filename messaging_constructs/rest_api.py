@@ -16,7 +16,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_wafv2 as wafv2
-from constructs import Construct, IConstruct
+from constructs import Construct
 
 from . import acknowledgements as ack
 from ._interfaces import function_of
@@ -71,7 +71,6 @@ ACCESS_LOG_FIELDS: dict[str, str] = {
 _SEGMENT = re.compile(r"^(?:[A-Za-z0-9._~-]+|\{[A-Za-z0-9._-]+\+?\})$")
 _PARAMETER = re.compile(r"^\{([A-Za-z0-9._-]+)\+?\}$")
 _HEADER = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
-_PACKS_WITH_API_RULES = ("HIPAA.Security", "NIST.800.53.R5", "PCI.DSS.321")
 
 
 class SecureRestApi(Construct):
@@ -256,7 +255,7 @@ class SecureRestApi(Construct):
             )
             self.stage.node.add_dependency(self.execution_log_group)
         elif sandbox:
-            _acknowledge_execution_logging_off(stage_resource)
+            ack.aws_solutions_apig6(stage_resource)
 
         self.user_pool: cognito.IUserPool | None = None
         self.authorizer: apigateway.CognitoUserPoolsAuthorizer | None = None
@@ -264,15 +263,15 @@ class SecureRestApi(Construct):
             self.user_pool = user_pool or self._new_user_pool()
             self.authorizer = apigateway.CognitoUserPoolsAuthorizer(self, "Authorizer", cognito_user_pools=[self.user_pool])
         else:
-            _acknowledge_iam_authorization(self.api)
+            ack.aws_solutions_cog4(self.api)
 
         self.web_acl: wafv2.CfnWebACL | None = None
         self.web_acl_log_group: logs.LogGroup | None = None
         if web_acl:
             self._protect_with_web_acl(web_acl_rate_limit)
         elif sandbox:
-            _acknowledge_no_web_acl(stage_resource)
-        _acknowledge_no_cache_and_no_client_certificate(stage_resource)
+            ack.aws_solutions_apig3(stage_resource)
+        ack.apigw_cache_enabled_and_encrypted(stage_resource)
 
         self.alarms: list[cloudwatch.Alarm] = [
             make_alarm(
@@ -432,7 +431,7 @@ class SecureRestApi(Construct):
             removal_policy=self.profile.removal_policy,
         )
         if not production:
-            _acknowledge_essentials_plan(pool)
+            ack.aws_solutions_cog8(pool)
         return pool
 
     def _protect_with_web_acl(self, rate_limit: int) -> None:
@@ -586,70 +585,3 @@ def widgets(title: str, api_name: str, stage_name: str) -> list[cloudwatch.IWidg
             width=12,
         ),
     ]
-
-
-# --- acknowledgements --------------------------------------------------------------
-
-
-def _acknowledge_iam_authorization(api: IConstruct) -> None:
-    """``AwsSolutions-COG4`` (rule defect): methods authorized with IAM are authorized."""
-    ack.acknowledge(
-        api,
-        "AwsSolutions-COG4",
-        ack.RULE_DEFECT,
-        "every method requires AWS_IAM authorization: callers sign requests with SigV4 and need execute-api:Invoke on the exact "
-        "method and path; the rule accepts only a Cognito user pool authorizer, which suits end users, not service callers.",
-    )
-
-
-def _acknowledge_execution_logging_off(stage: IConstruct) -> None:
-    """``AwsSolutions-APIG6`` and ``APIGWExecutionLoggingEnabled`` (sandbox): no execution logs in the sandbox."""
-    reason = (
-        "sandbox stages log every request to the encrypted access log (status, error message and type, integration status) but "
-        "not to execution logs, which need the account-wide API Gateway CloudWatch Logs role: a stack that set it would either "
-        "leave it behind on cdk destroy or break execution logging of every other API of the account. Production logs errors."
-    )
-    ack.acknowledge(stage, "AwsSolutions-APIG6", ack.SANDBOX_COST, reason)
-    for pack in _PACKS_WITH_API_RULES:
-        ack.acknowledge(stage, f"{pack}-APIGWExecutionLoggingEnabled", ack.SANDBOX_COST, reason)
-
-
-def _acknowledge_no_web_acl(stage: IConstruct) -> None:
-    """``AwsSolutions-APIG3`` and the NIST and PCI ``APIGWAssociatedWithWAF`` (sandbox cost): no web ACL in the sandbox."""
-    reason = (
-        "a WAFv2 web ACL costs about $5 a month plus $1 per rule even when idle, so sandbox stages go without one; "
-        "methods still require authorization and are throttled. Production associates a web ACL with managed rules and a rate limit."
-    )
-    ack.acknowledge(stage, "AwsSolutions-APIG3", ack.SANDBOX_COST, reason)
-    for pack in ("NIST.800.53.R5", "PCI.DSS.321"):
-        ack.acknowledge(stage, f"{pack}-APIGWAssociatedWithWAF", ack.SANDBOX_COST, reason)
-
-
-def _acknowledge_no_cache_and_no_client_certificate(stage: IConstruct) -> None:
-    """``APIGWCacheEnabledAndEncrypted`` (rule defect) and ``APIGWSSLEnabled`` (not offered) of the HIPAA, NIST and PCI packs."""
-    for pack in _PACKS_WITH_API_RULES:
-        ack.acknowledge(
-            stage,
-            f"{pack}-APIGWCacheEnabledAndEncrypted",
-            ack.RULE_DEFECT,
-            "the stage has no cache, so no response is stored to encrypt; a cache would serve stale answers (an order's status) "
-            "that must always come from the function. The rule asks for a cache where it means: whatever is cached is encrypted.",
-        )
-        ack.acknowledge(
-            stage,
-            f"{pack}-APIGWSSLEnabled",
-            ack.NOT_OFFERED,
-            "a stage's client certificate authenticates API Gateway to HTTP backends; Lambda proxy integrations call the Lambda API "
-            "over TLS signed with SigV4 and offer no client certificate. Callers reach the stage over TLS only.",
-        )
-
-
-def _acknowledge_essentials_plan(pool: IConstruct) -> None:
-    """``AwsSolutions-COG8`` (sandbox cost): sandbox user pools are on the Essentials plan."""
-    ack.acknowledge(
-        pool,
-        "AwsSolutions-COG8",
-        ack.SANDBOX_COST,
-        "the Plus feature plan (threat protection) is billed per monthly active user with no free tier, so sandbox user pools use "
-        "Essentials with MFA required; the production profile uses Plus with threat protection enforced.",
-    )
