@@ -35,6 +35,7 @@ from .scheduler import ScheduleGroup
 from .service_log_groups import ServiceLogGroups
 from .state_table import StateTable
 from .topic import DELIVERY_LOGGING_PROTOCOLS, SecureTopic
+from .websocket_api import PushWebSocketApi
 
 __all__ = [
     "AlarmTopic",
@@ -65,6 +66,7 @@ __all__ = [
     "Profile",
     "Projection",
     "ProvisionedPollers",
+    "PushWebSocketApi",
     "QueueEventSource",
     "RUNTIME",
     "RuntimeLayer",

@@ -51,6 +51,7 @@ __all__ = [
     "aws_solutions_cog8",
     "aws_solutions_iam4_backup_service_role",
     "aws_solutions_iam5_any_resource",
+    "aws_solutions_iam5_api_gateway_logging",
     "aws_solutions_iam5_execution_arns",
     "aws_solutions_iam5_list_streams",
     "aws_solutions_iam5_log_group_arn_suffix",
@@ -256,6 +257,18 @@ def aws_solutions_iam5_execution_arns(policy: IConstruct, executions_arn: str) -
     )
 
 
+def aws_solutions_iam5_api_gateway_logging(policy: IConstruct) -> None:
+    """``AwsSolutions-IAM5[Resource::*]`` (wildcard AWS requires): the account's API Gateway logging role writes log groups it cannot name."""
+    acknowledge(
+        policy,
+        "AwsSolutions-IAM5[Resource::*]",
+        AWS_REQUIRED,
+        "the account-wide API Gateway CloudWatch Logs role serves every REST and WebSocket stage of the account and region: API "
+        "Gateway creates each stage's execution log group under a name it chooses and writes access logs to groups each API names; "
+        "the actions are the log actions of AWS's AmazonAPIGatewayPushToCloudWatchLogs policy, in a customer-managed policy.",
+    )
+
+
 def _as_nag_renders(stack: Stack, value: str) -> str:
     """A string with tokens as cdk-nag writes it in a finding id: ``<LogicalId>`` for a Ref, ``<LogicalId.Attribute>`` for a GetAtt."""
     resolved = stack.resolve(value)
@@ -318,9 +331,9 @@ def aws_solutions_cog4(api: IConstruct) -> None:
 def aws_solutions_apig6(stage: IConstruct) -> None:
     """``AwsSolutions-APIG6`` and ``APIGWExecutionLoggingEnabled`` (sandbox): no execution logs in the sandbox."""
     reason = (
-        "sandbox stages log every request to the encrypted access log (status, error message and type, integration status) but "
-        "not to execution logs, which need the account-wide API Gateway CloudWatch Logs role: a stack that set it would either "
-        "leave it behind on cdk destroy or break execution logging of every other API of the account. Production logs errors."
+        "sandbox stages write every request to the encrypted access log (status, error message and type, integration status and "
+        "latency), which is what a sandbox needs; execution logs would add a second, more verbose log group per stage. "
+        "Production stages also write execution logs at ERROR."
     )
     acknowledge(stage, "AwsSolutions-APIG6", SANDBOX_COST, reason)
     for pack in _PACKS_WITH_API_RULES:

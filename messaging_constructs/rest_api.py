@@ -22,6 +22,7 @@ from . import acknowledgements as ack
 from ._interfaces import function_of
 from ._naming import per_stack_creation
 from ._validation import check_range, check_threshold, require
+from .api_gateway_logging import cloud_watch_logging
 from .encryption import KeyUser, allow_service, key_or_new
 from .monitoring._alarms import alarm_topic_for, make_alarm
 from .profile import Profile
@@ -93,24 +94,19 @@ class SecureRestApi(Construct):
       ``Authorization`` header;
     - alarms on server errors (``5XXError``) and on p99 latency of the stage.
 
-    Execution logging (API Gateway's own log of each request's processing) is
-    set to ``ERROR``, with data tracing off, where the profile says so
-    (production). It needs the account's API Gateway CloudWatch Logs role, an
-    account-wide setting of each region that the construct does not make: an
-    ``AWS::ApiGateway::Account`` replaces the role every other API of the
-    account writes its logs with, and CloudFormation leaves the setting in place
-    when its stack is deleted, so a stack that owns it either leaves its role
-    behind on ``cdk destroy`` or breaks execution logging of every other API
-    (aws-cdk-lib's ``cloud_watch_role`` does the former, and with the AWS
-    managed policy). Set it once per account and region (``aws apigateway
-    update-account --patch-operations
-    op=replace,path=/cloudwatchRoleArn,value=<role ARN>``); without it the stage
-    fails to deploy with "CloudWatch Logs role ARN must be set in account
-    settings to enable logging". The construct makes the execution log group
-    itself (``API-Gateway-Execution-Logs_<api id>/<stage>``), encrypted, with
-    the profile's retention and removal, before the stage, so API Gateway never
-    makes one without either. The sandbox leaves execution logging off (the
-    access log carries each error's message and type) and acknowledges it.
+    Access logs, and execution logs (API Gateway's own log of each request's
+    processing, at ``ERROR`` with data tracing off, where the profile says so:
+    production), need the account's API Gateway CloudWatch Logs role, one
+    setting per account and region: without it a stage fails to deploy with
+    "CloudWatch Logs role ARN must be set in account settings to enable
+    logging". The stack sets it (``api_gateway_logging.cloud_watch_logging``:
+    a role with the log actions in a customer-managed policy), and keeps the
+    setting and the role when it is deleted, since every other API of the
+    account writes its logs with them. The construct makes the execution log
+    group itself (``API-Gateway-Execution-Logs_<api id>/<stage>``), encrypted,
+    with the profile's retention and removal, before the stage, so API Gateway
+    never makes one without either. The sandbox leaves execution logging off
+    (the access log carries each error's message and type) and acknowledges it.
 
     Authorization ``"cognito"`` without ``user_pool`` makes a user pool:
     administrators create users (no self sign-up), sign-in with email, password
@@ -240,6 +236,8 @@ class SecureRestApi(Construct):
         )
         self.stage: apigateway.Stage = self.api.deployment_stage
         stage_resource = self.stage.node.default_child
+        # Access (and execution) logs need the account's API Gateway CloudWatch Logs role.
+        stage_resource.add_dependency(cloud_watch_logging(self))
         self.request_validator = self.api.add_request_validator("RequestValidator", validate_request_body=True, validate_request_parameters=True)
         self.routes: dict[tuple[str, str], apigateway.Method] = {}
 

@@ -102,8 +102,9 @@ class Blueprint:
         timeout: Duration = CONSUMER_TIMEOUT,
         memory_size: int = 256,
         reserved_concurrent_executions: int | None = None,
+        in_network: bool = True,
     ) -> HandlerFunction:
-        """A handler from ``lambdas/<code>``, in the network when there is one, on the dashboard."""
+        """A handler from ``lambdas/<code>``, in the network when there is one (unless ``in_network`` is False), on the dashboard."""
         fn = HandlerFunction(
             self.stack,
             construct_id,
@@ -112,7 +113,7 @@ class Blueprint:
             timeout=timeout,
             memory_size=memory_size,
             reserved_concurrent_executions=reserved_concurrent_executions,
-            network=self.network,
+            network=self.network if in_network else None,
             environment=environment,
             layers=layers,
             **self.common,

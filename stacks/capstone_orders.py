@@ -19,6 +19,7 @@ from messaging_constructs import (
     Invoke,
     Outbox,
     Profile,
+    PushWebSocketApi,
     QueueEventSource,
     Saga,
     SagaStep,
@@ -27,8 +28,9 @@ from messaging_constructs import (
     StateTable,
 )
 from messaging_constructs.monitoring._alarms import make_alarm
+from messaging_constructs.websocket_api import acknowledge_pusher_outside_vpc
 from messaging_runtime.checkout import OPEN_ORDERS_INDEX
-from messaging_runtime.contracts.checkout import ORDER_ACCEPTED, SOURCE, PlaceOrderRequest
+from messaging_runtime.contracts.checkout import ORDER_ACCEPTED, ORDER_STATUS_CHANGED, SOURCE, PlaceOrderRequest
 from messaging_runtime.contracts.schemas import json_schema
 from messaging_runtime.saga_steps import SAGA_ORDER_FIELDS
 
@@ -81,6 +83,7 @@ class CapstoneOrdersStack(Stack):
                 ec2.InterfaceVpcEndpointAwsService.EVENTBRIDGE,
                 ec2.InterfaceVpcEndpointAwsService.STEP_FUNCTIONS,
                 ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
+                ec2.InterfaceVpcEndpointAwsService.KMS,
             ],
         )
         common, dashboard, queue = blueprint.common, blueprint.dashboard, blueprint.queue
@@ -107,7 +110,17 @@ class CapstoneOrdersStack(Stack):
         order_tables = {"ORDERS_TABLE_NAME": orders.table.table_name, "OUTBOX_TABLE_NAME": outbox.table.table_name}
         # Accepting an order is one transaction: a 100 ms design budget warm; the alarm allows for cold starts (p99 over 15 minutes).
         api = SecureRestApi(self, "OrderApi", description="Place, read and cancel orders", latency_alarm_threshold=Duration.millis(250), **common)
-        order_api = function("OrderApiHandler", "order_api", **order_tables, ORDER_DEADLINE_SECONDS=str(int(ORDER_DEADLINE.to_seconds())))
+        # Live status: a WebSocket API whose connections subscribe to one order each, with the token the order API gives.
+        live = PushWebSocketApi(self, "StatusApi", handler=function("StatusConnections", "status_connections"), **common)
+        dashboard.monitor(live)
+        order_api = function(
+            "OrderApiHandler",
+            "order_api",
+            **order_tables,
+            ORDER_DEADLINE_SECONDS=str(int(ORDER_DEADLINE.to_seconds())),
+            STATUS_TOKEN_KEY_ID=live.token_key.key_arn,
+        )
+        live.grant_issue_tokens(order_api)
         orders.grant_items(order_api, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
         outbox.grant_write(order_api)
         api.add_route("POST", "/orders", order_api, request_model=request_model(), required_headers=["Idempotency-Key"])
@@ -169,6 +182,25 @@ class CapstoneOrdersStack(Stack):
             target=saga_starts,
         )
 
+        status_updates = queue("StatusUpdates")
+        # The management API (@connections) is served on API Gateway's public endpoint only: the pusher runs outside the network.
+        pusher = blueprint.function(
+            "StatusPusher",
+            "status_pusher",
+            environment={"CONNECTIONS_TABLE_NAME": live.connections.table.table_name, "WEBSOCKET_ENDPOINT": live.callback_url},
+            in_network=False,
+        )
+        if profile.functions_in_vpc:
+            acknowledge_pusher_outside_vpc(pusher)
+        live.grant_push(pusher)
+        QueueEventSource(self, "StatusUpdatesSource", consumer=pusher, queue=status_updates, max_concurrency=5)
+        bus.add_rule(
+            "StatusUpdatesRule",
+            description="Every status change of an order, to the live status pusher",
+            event_pattern=events.EventPattern(source=[SOURCE], detail_type=[ORDER_STATUS_CHANGED.name]),
+            target=status_updates,
+        )
+
         reconcile = queue("Reconcile")
         reconciler = function(
             "OrderReconciler", "order_reconciler", ORDERS_TABLE_NAME=orders.table.table_name, STATE_MACHINE_ARN=saga.state_machine.state_machine_arn
@@ -201,6 +233,7 @@ class CapstoneOrdersStack(Stack):
         )
 
         CfnOutput(self, "OrderApiUrl", value=api.url)
+        CfnOutput(self, "StatusWebSocketUrl", value=live.url)
         CfnOutput(self, "BusName", value=bus.bus.event_bus_name)
         CfnOutput(self, "StateMachineArn", value=saga.state_machine.state_machine_arn)
         CfnOutput(self, "MerchantRequestsQueueUrl", value=merchant_requests.queue.queue_url)

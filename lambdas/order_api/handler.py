@@ -3,14 +3,16 @@
 The customer is the caller: the ``sub`` claim of a Cognito user pool authorizer, else the caller's IAM ARN (neither:
 401). ``POST /orders`` needs an ``Idempotency-Key`` header (1 to 64 of ``[A-Za-z0-9_-]``) that names the order: its id
 comes from the customer and the key, and the order is written with its ``OrderAccepted`` event in one transaction
-(``messaging_runtime.checkout``). The 202 answer (``order_id``, ``status`` ACCEPTED, ``accepted_at``, ``link``; a
-``Location`` header) is built from the stored order only, so a retry gets the same bytes; the key reused for another
+(``messaging_runtime.checkout``). The 202 answer (``order_id``, ``status`` ACCEPTED, ``accepted_at``, ``link``, and
+``status_token`` for the live status WebSocket; a ``Location`` header) is built from the stored order only, so a retry
+gets the same bytes; the key reused for another
 request is 422; a body ``PlaceOrderRequest`` refuses is 400 with each field's place and message. ``GET /orders/{id}``
 is the caller's order (a consistent read); ``POST /orders/{id}/cancel`` marks it for cancelling (202; the saga
 compensates at its next step), 409 with its status once terminal. Another customer's order is 404, as an unknown one.
 Other errors are logged with the request id: 500, generic message. Metrics: OrdersAccepted, OrderRepeats, OrdersRefused.
 
-Environment: ORDERS_TABLE_NAME, OUTBOX_TABLE_NAME (required); ORDER_DEADLINE_SECONDS (1800: the time the saga has).
+Environment: ORDERS_TABLE_NAME, OUTBOX_TABLE_NAME (required); ORDER_DEADLINE_SECONDS (1800: the time the saga has);
+STATUS_TOKEN_KEY_ID (the HMAC key of the status tokens; without it the answer has none).
 """
 
 import json
@@ -32,6 +34,7 @@ from pydantic import ValidationError
 from messaging_runtime.checkout import OrderStore, TransitionRefused, customer_id_of, order_id_for, request_hash
 from messaging_runtime.contracts.checkout import ORDER_ACCEPTED, PlaceOrderRequest
 from messaging_runtime.outbox import Outbox
+from messaging_runtime.status_tokens import StatusTokens
 
 KEY, ORDER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}"), re.compile(r"o-[A-Za-z0-9_-]{1,64}")
 DEADLINE_SECONDS = int(os.environ.get("ORDER_DEADLINE_SECONDS", "1800"))
@@ -42,6 +45,7 @@ tracer = Tracer()
 metrics = Metrics()
 client = boto3.client("dynamodb")
 store = OrderStore(client, os.environ["ORDERS_TABLE_NAME"], Outbox(os.environ["OUTBOX_TABLE_NAME"]))
+tokens = StatusTokens(boto3.client("kms"), os.environ["STATUS_TOKEN_KEY_ID"]) if os.environ.get("STATUS_TOKEN_KEY_ID") else None
 
 
 def json_number(value: Decimal) -> int | float:
@@ -106,7 +110,10 @@ def place_order() -> Response:
         raise
     metrics.add_metric(name="OrdersAccepted" if placed else "OrderRepeats", unit=MetricUnit.Count, value=1)
     link = f"/orders/{order['order_id']}"
-    return answer(202, {"order_id": order["order_id"], "status": "ACCEPTED", "accepted_at": order["accepted_at"], "link": link}, Location=link)
+    body = {"order_id": order["order_id"], "status": "ACCEPTED", "accepted_at": order["accepted_at"], "link": link}
+    if tokens is not None:  # the order's live-status subscription (deterministic: a retry gets the same one)
+        body["status_token"] = tokens.issue(order["order_id"])
+    return answer(202, body, Location=link)
 
 
 @app.get("/orders/<order_id>")

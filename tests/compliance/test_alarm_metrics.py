@@ -25,7 +25,14 @@ STACKS = ["Exercise01Queues", "Exercise02EventBridge", "Exercise03Streaming", "E
 #: other ``Ref`` is not: a queue's is its URL, a topic's and an MSK cluster's their
 #: ARN, an Amazon MQ broker's its id, and a rule's on a custom bus ``<bus>|<rule>``
 #: (see the "Return values" of each type in the CloudFormation reference).
-REF_IS_NAME = {"AWS::Lambda::Function", "AWS::DynamoDB::Table", "AWS::Events::EventBus", "AWS::Pipes::Pipe", "AWS::Scheduler::ScheduleGroup"}
+REF_IS_NAME = {
+    "AWS::Lambda::Function",
+    "AWS::DynamoDB::Table",
+    "AWS::Events::EventBus",
+    "AWS::Pipes::Pipe",
+    "AWS::Scheduler::ScheduleGroup",
+    "AWS::ApiGatewayV2::Api",  # its Ref is the API id, the ApiId dimension
+}
 #: Dimensions whose value is a resource's ARN, and the types whose Ref is that ARN.
 REF_IS_ARN = {"StateMachineArn": {"AWS::StepFunctions::StateMachine"}}
 #: Metrics Insights aggregate -> the statistic it computes over each period.

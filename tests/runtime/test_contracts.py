@@ -354,6 +354,7 @@ CONSUMERS: dict[str, EventKind[Any] | OneOf | dict[str, EventKind[Any]]] = {
     "quote_requester": quotes.QUOTE_ANSWERS,
     "invoice_consumer": invoices.INVOICE,
     "saga_starter": checkout.ORDER_ACCEPTED,
+    "status_pusher": checkout.ORDER_STATUS_CHANGED,
 }
 
 #: The consumers each kind can reach: the routing the stacks build, spelled out (the tests check the derived routing against it).
@@ -380,8 +381,7 @@ EXPECTED_ROUTES = {
     "InvoicePaid": set(),
     "InvoiceVoided": set(),
     "OrderAccepted": {"saga_starter"},
-    # Read by the live status path, which no stack has yet.
-    "OrderStatusChanged": set(),
+    "OrderStatusChanged": {"status_pusher"},
 }
 
 SENDS = [(producer, kind, version) for producer, (sent, _, _) in PRODUCERS.items() for kind, version in sent]

@@ -37,7 +37,7 @@ def _definition(template: dict) -> dict:
 
 def test_every_table_is_encrypted_with_the_stack_key_and_recoverable(template):
     tables = props(template, "AWS::DynamoDB::Table")
-    assert len(tables) == 5  # orders, outbox, stock, payments, circuit breakers
+    assert len(tables) == 6  # orders, outbox, stock, payments, circuit breakers, WebSocket connections
     for table in tables.values():
         assert table["SSESpecification"]["SSEEnabled"] is True and "KMSMasterKeyId" in table["SSESpecification"]
         assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True

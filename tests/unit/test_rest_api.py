@@ -167,13 +167,18 @@ def test_production_takes_no_sandbox_cost_acknowledgement(synthesized):
 # --- the template ----------------------------------------------------------------------
 
 
-def test_a_regional_api_named_after_its_construct_without_the_account_logging_role(synthesized):
+def test_a_regional_api_named_after_its_construct_whose_stage_waits_for_the_account_logging_role(synthesized):
+    """Access logs need the account's API Gateway CloudWatch Logs role: one per stack, kept on delete (shared by every API)."""
     body = synthesized("sandbox").template
     api = body["Resources"][_api_id(body)]["Properties"]
     assert api["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
     assert api["Name"].startswith("Test-OrdersApi-")
-    assert not _of(body, "AWS::ApiGateway::Account")
-    assert not [r for r in _of(body, "AWS::IAM::Role").values() if "apigateway" in json.dumps(r["Properties"]["AssumeRolePolicyDocument"])]
+    ((account_id, account),) = _of(body, "AWS::ApiGateway::Account").items()
+    assert account["DeletionPolicy"] == "Retain" and account_id in _stage(body)["DependsOn"]
+    (role_id,) = [k for k, r in _of(body, "AWS::IAM::Role").items() if "apigateway" in json.dumps(r["Properties"]["AssumeRolePolicyDocument"])]
+    assert account["Properties"]["CloudWatchRoleArn"] == {"Fn::GetAtt": [role_id, "Arn"]} and body["Resources"][role_id]["DeletionPolicy"] == "Retain"
+    trust = body["Resources"][role_id]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
 
 
 @pytest.mark.parametrize(("profile", "retention"), [("sandbox", 7), ("production", 365)])
