@@ -47,7 +47,7 @@ def cloud_watch_logging(scope: Construct) -> apigateway.CfnAccount:
     role.add_to_principal_policy(iam.PolicyStatement(actions=list(LOG_ACTIONS), resources=["*"]))
     ack.aws_solutions_iam5_api_gateway_logging(role.policy)
     account = apigateway.CfnAccount(holder, "Resource", cloud_watch_role_arn=role.role_arn)
-    account.add_dependency(role.policy.node.default_child)
+    account.node.add_dependency(role.policy)
     for resource in (role.node.default_child, role.policy.node.default_child, account):
         resource.apply_removal_policy(RemovalPolicy.RETAIN)
     return account

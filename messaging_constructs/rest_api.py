@@ -237,7 +237,7 @@ class SecureRestApi(Construct):
         self.stage: apigateway.Stage = self.api.deployment_stage
         stage_resource = self.stage.node.default_child
         # Access (and execution) logs need the account's API Gateway CloudWatch Logs role.
-        stage_resource.add_dependency(cloud_watch_logging(self))
+        stage_resource.node.add_dependency(cloud_watch_logging(self))
         self.request_validator = self.api.add_request_validator("RequestValidator", validate_request_body=True, validate_request_parameters=True)
         self.routes: dict[tuple[str, str], apigateway.Method] = {}
 

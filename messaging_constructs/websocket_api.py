@@ -211,7 +211,7 @@ class PushWebSocketApi(Construct):
         self.stage = apigwv2.WebSocketStage(self, "Stage", web_socket_api=self.api, stage_name=stage_name, auto_deploy=True)
         stage_resource: apigwv2.CfnStage = self.stage.node.default_child
         # Access (and execution) logs need the account's API Gateway CloudWatch Logs role.
-        stage_resource.add_dependency(cloud_watch_logging(self))
+        stage_resource.node.add_dependency(cloud_watch_logging(self))
         stage_resource.access_log_settings = apigwv2.CfnStage.AccessLogSettingsProperty(
             destination_arn=self.log_group.log_group_arn, format=json.dumps(ACCESS_LOG_FIELDS, separators=(",", ":"))
         )
