@@ -46,6 +46,7 @@ __all__ = [
     "acknowledge",
     "apigw_cache_enabled_and_encrypted",
     "aws_solutions_apig3",
+    "aws_solutions_apig4_websocket_routes",
     "aws_solutions_apig6",
     "aws_solutions_cog4",
     "aws_solutions_cog8",
@@ -57,10 +58,12 @@ __all__ = [
     "aws_solutions_iam5_log_group_arn_suffix",
     "aws_solutions_iam5_sns_delivery_log_streams",
     "aws_solutions_iam5_state_machine_delivery",
+    "aws_solutions_iam5_websocket_connections",
     "aws_solutions_sqs3",
     "dynamodb_in_backup_plan",
     "lambda_concurrency",
     "lambda_inside_vpc",
+    "lambda_inside_vpc_websocket_pusher",
     "secrets_manager_rotation_enabled",
     "serverless_lambda_async_failure_destination",
     "serverless_lambda_event_source_mapping_destination_mq",
@@ -379,3 +382,52 @@ def aws_solutions_cog8(pool: IConstruct) -> None:
         "the Plus feature plan (threat protection) is billed per monthly active user with no free tier, so sandbox user pools use "
         "Essentials with MFA required; the production profile uses Plus with threat protection enforced.",
     )
+
+
+# --- API Gateway WebSocket APIs ---------------------------------------------
+
+
+def aws_solutions_apig4_websocket_routes(api: IConstruct) -> None:
+    """``AwsSolutions-APIG4`` on ``$disconnect`` and ``$default`` (not offered): WebSocket APIs authorize on ``$connect`` only."""
+    for route in ("$disconnect", "$default"):
+        node = api.node.try_find_child(f"{route}-Route")
+        if node is not None:
+            acknowledge(
+                node,
+                "AwsSolutions-APIG4",
+                NOT_OFFERED,
+                f"API Gateway takes an authorizer on the $connect route of a WebSocket API only; {route} runs on a connection "
+                "that $connect's Lambda authorizer has already allowed.",
+            )
+
+
+def aws_solutions_iam5_websocket_connections(grantee: object, connections_arn: str) -> None:
+    """``AwsSolutions-IAM5[Resource::<api>/<stage>/POST/@connections/*]`` (wildcard AWS requires): the connection id is in the path."""
+    target = grantee if hasattr(grantee, "node") else getattr(grantee, "grant_principal", None)
+    if not hasattr(target, "node"):
+        return
+    acknowledge(
+        target,
+        f"AwsSolutions-IAM5[Resource::{_as_nag_renders(Stack.of(target), connections_arn)}]",
+        AWS_REQUIRED,
+        "execute-api:ManageConnections is authorized on the @connections/{connection id} path of the management API, and connection ids "
+        "are made by API Gateway as clients connect; the '*' stands for that id only, on POST of this one API's one stage.",
+    )
+
+
+def lambda_inside_vpc_websocket_pusher(function: IConstruct) -> None:
+    """``LambdaInsideVPC`` of the HIPAA, NIST and PCI packs (not offered), for a function that posts to WebSocket connections.
+
+    API Gateway serves the management API (``@connections``) of a WebSocket API on its public endpoint only: a
+    WebSocket API cannot be private, and calls through an ``execute-api`` VPC endpoint reach private APIs only. A
+    function in an isolated network (no NAT) cannot post, so the pusher runs outside it, in production too.
+    """
+    for pack in ("HIPAA.Security", "NIST.800.53.R5", "PCI.DSS.321"):
+        acknowledge(
+            function,
+            f"{pack}-LambdaInsideVPC",
+            NOT_OFFERED,
+            "this function posts to WebSocket connections through the API Gateway management API, which is served on the public "
+            "endpoint only (a WebSocket API cannot be private and an execute-api VPC endpoint reaches private APIs only); the "
+            "isolated network has no NAT, so the function runs outside it. It calls AWS APIs only, signed with its role.",
+        )

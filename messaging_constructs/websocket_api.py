@@ -15,7 +15,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
-from constructs import Construct, IConstruct
+from constructs import Construct
 
 from . import acknowledgements as ack
 from ._interfaces import function_of
@@ -100,7 +100,7 @@ class PushWebSocketApi(Construct):
 
     Pushers must reach the public management endpoint: API Gateway does not serve a WebSocket API through an
     ``execute-api`` VPC endpoint, so a pusher in an isolated network (no NAT) cannot post. Run it outside the
-    network and record why with :func:`acknowledge_pusher_outside_vpc`. Functions in the network that make or check
+    network and record why with :func:`messaging_constructs.acknowledgements.lambda_inside_vpc_websocket_pusher`. Functions in the network that make or check
     tokens need the network's KMS interface endpoint.
 
     :param handler: the authorizer and the integration of every route (a :class:`HandlerFunction` or a
@@ -233,7 +233,7 @@ class PushWebSocketApi(Construct):
                 removal_policy=self.profile.removal_policy,
             )
             self.stage.node.add_dependency(self.execution_log_group)
-        _acknowledge_authorization_on_connect_only(self.api)
+        ack.aws_solutions_apig4_websocket_routes(self.api)
 
         function.add_environment("CONNECTIONS_TABLE_NAME", self.connections.table.table_name)
         function.add_environment("STATUS_TOKEN_KEY_ID", self.token_key.key_arn)
@@ -288,7 +288,7 @@ class PushWebSocketApi(Construct):
     def grant_manage_connections(self, grantee: iam.IGrantable) -> iam.Grant:
         """``execute-api:ManageConnections`` on :attr:`connections_arn` only: posting to the stage's connections, not reading or closing them."""
         grant = iam.Grant.add_to_principal(grantee=grantee, actions=[MANAGE_CONNECTIONS_ACTION], resource_arns=[self.connections_arn])
-        _acknowledge_connections_arn(grantee, self)
+        ack.aws_solutions_iam5_websocket_connections(grantee, self.connections_arn)
         return grant
 
     def grant_push(self, grantee: iam.IGrantable) -> iam.Grant:
@@ -354,49 +354,3 @@ def widgets(title: str, api_id: str, stage_name: str) -> list[cloudwatch.IWidget
 
 
 # --- acknowledgements -----------------------------------------------------------------------
-
-
-def _acknowledge_authorization_on_connect_only(api: apigwv2.WebSocketApi) -> None:
-    """``AwsSolutions-APIG4`` on ``$disconnect`` and ``$default`` (not offered): WebSocket APIs authorize on ``$connect`` only."""
-    for route in ("$disconnect", "$default"):
-        node = api.node.try_find_child(f"{route}-Route")
-        if node is not None:
-            ack.acknowledge(
-                node,
-                "AwsSolutions-APIG4",
-                ack.NOT_OFFERED,
-                f"API Gateway takes an authorizer on the $connect route of a WebSocket API only; {route} runs on a connection "
-                "that $connect's Lambda authorizer has already allowed.",
-            )
-
-
-def _acknowledge_connections_arn(grantee: iam.IGrantable, api: PushWebSocketApi) -> None:
-    """``AwsSolutions-IAM5[Resource::<api>/<stage>/POST/@connections/*]`` (wildcard AWS requires): the connection id is in the path."""
-    target = grantee if hasattr(grantee, "node") else grantee.grant_principal
-    if not hasattr(target, "node"):
-        return
-    ack.acknowledge(
-        target,
-        f"AwsSolutions-IAM5[Resource::{ack._as_nag_renders(Stack.of(api), api.connections_arn)}]",
-        ack.AWS_REQUIRED,
-        "execute-api:ManageConnections is authorized on the @connections/{connection id} path of the management API, and connection ids "
-        "are made by API Gateway as clients connect; the '*' stands for that id only, on POST of this one API's one stage.",
-    )
-
-
-def acknowledge_pusher_outside_vpc(function: IConstruct) -> None:
-    """``LambdaInsideVPC`` of the HIPAA, NIST and PCI packs (not offered), for a function that posts to WebSocket connections.
-
-    API Gateway serves the management API (``@connections``) of a WebSocket API on its public endpoint only: a
-    WebSocket API cannot be private, and calls through an ``execute-api`` VPC endpoint reach private APIs only. A
-    function in an isolated network (no NAT) cannot post, so the pusher runs outside it, in production too.
-    """
-    for pack in ("HIPAA.Security", "NIST.800.53.R5", "PCI.DSS.321"):
-        ack.acknowledge(
-            function,
-            f"{pack}-LambdaInsideVPC",
-            ack.NOT_OFFERED,
-            "this function posts to WebSocket connections through the API Gateway management API, which is served on the public "
-            "endpoint only (a WebSocket API cannot be private and an execute-api VPC endpoint reaches private APIs only); the "
-            "isolated network has no NAT, so the function runs outside it. It calls AWS APIs only, signed with its role.",
-        )

@@ -27,8 +27,8 @@ from messaging_constructs import (
     SecureRestApi,
     StateTable,
 )
+from messaging_constructs.acknowledgements import lambda_inside_vpc_websocket_pusher
 from messaging_constructs.monitoring._alarms import make_alarm
-from messaging_constructs.websocket_api import acknowledge_pusher_outside_vpc
 from messaging_runtime.checkout import OPEN_ORDERS_INDEX
 from messaging_runtime.contracts.checkout import ORDER_ACCEPTED, ORDER_STATUS_CHANGED, SOURCE, PlaceOrderRequest
 from messaging_runtime.contracts.schemas import json_schema
@@ -191,7 +191,7 @@ class CapstoneOrdersStack(Stack):
             in_network=False,
         )
         if profile.functions_in_vpc:
-            acknowledge_pusher_outside_vpc(pusher)
+            lambda_inside_vpc_websocket_pusher(pusher)
         live.grant_push(pusher)
         QueueEventSource(self, "StatusUpdatesSource", consumer=pusher, queue=status_updates, max_concurrency=5)
         bus.add_rule(

@@ -30,11 +30,17 @@ def _apply(name: str) -> list[dict]:
         function(target, ["arn:aws:logs:us-east-1:123456789012:log-group:/test"])
     elif parameters == ["policy", "executions_arn"]:
         function(target, "arn:aws:states:us-east-1:123456789012:execution:saga:*")
+    elif parameters == ["grantee", "connections_arn"]:
+        function(target, "arn:aws:execute-api:us-east-1:123456789012:a1b2c3/v1/POST/@connections/*")
+    elif parameters == ["api"]:  # a WebSocket API's routes, as aws-cdk-lib names them
+        for route in ("$connect", "$disconnect", "$default"):
+            Construct(target, f"{route}-Route")
+        function(target)
     elif parameters == ["secrets"]:
         function([target])
     else:
         function(target)
-    return [entry.data for entry in target.node.metadata if entry.type == ACKNOWLEDGEMENT_METADATA]
+    return [entry.data for node in target.node.find_all() for entry in node.node.metadata if entry.type == ACKNOWLEDGEMENT_METADATA]
 
 
 def _flat(text: str) -> str:
@@ -42,7 +48,7 @@ def _flat(text: str) -> str:
 
 
 def test_the_module_is_public_and_lists_its_functions():
-    assert len(FUNCTIONS) == 22
+    assert len(FUNCTIONS) == 25
     assert all(getattr(acknowledgements, name).__doc__ for name in FUNCTIONS)
 
 

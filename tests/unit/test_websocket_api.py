@@ -12,9 +12,9 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 
 from messaging_constructs import HandlerFunction, MonitoringDashboard, Profile
-from messaging_constructs.acknowledgements import ACKNOWLEDGE_CONTEXT_KEY, ACKNOWLEDGEMENT_METADATA, SANDBOX_COST
+from messaging_constructs.acknowledgements import ACKNOWLEDGE_CONTEXT_KEY, ACKNOWLEDGEMENT_METADATA, SANDBOX_COST, lambda_inside_vpc_websocket_pusher
 from messaging_constructs.function import RUNTIME
-from messaging_constructs.websocket_api import ACCESS_LOG_FIELDS, PushWebSocketApi, acknowledge_pusher_outside_vpc
+from messaging_constructs.websocket_api import ACCESS_LOG_FIELDS, PushWebSocketApi
 from stacks._blueprint import Blueprint
 from stacks._paths import lambda_code
 from stacks.compliance import PACKS
@@ -47,7 +47,7 @@ def _synth_with_packs(profile: str, outdir: Path, *, acknowledge: bool = True) -
     connections = function("Connections", "status_connections", blueprint.network)
     pusher = function("Pusher", "status_pusher", None)
     if blueprint.network is not None:  # where functions run in the network (production); the sandbox runs none there
-        acknowledge_pusher_outside_vpc(pusher)
+        lambda_inside_vpc_websocket_pusher(pusher)
     issuer = function("Issuer", "audit_consumer", blueprint.network)
     api = PushWebSocketApi(stack, "StatusApi", handler=connections, description="Live order status", **blueprint.common)
     api.grant_push(pusher)
