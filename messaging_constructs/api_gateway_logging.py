@@ -5,10 +5,13 @@ from __future__ import annotations
 from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from . import acknowledgements as ack
 from ._iam import ManagedPolicyRole
+from .profile import Profile
 
 _ID = "ApiGatewayCloudWatchLogging"
 #: What API Gateway does with the role: make the execution log groups it names itself, write those and the access logs.
@@ -51,3 +54,13 @@ def cloud_watch_logging(scope: Construct) -> apigateway.CfnAccount:
     for resource in (role.node.default_child, role.policy.node.default_child, account):
         resource.apply_removal_policy(RemovalPolicy.RETAIN)
     return account
+
+
+def execution_log_group(scope: Construct, stage: Construct, name: str, key: kms.IKey, profile: Profile) -> logs.LogGroup:
+    """The log group API Gateway writes ``stage``'s execution logs to, made first (encrypted, with the profile's retention and
+    removal) so that API Gateway never makes it without either: ``name`` is the one API Gateway uses for the kind of API."""
+    group = logs.LogGroup(
+        scope, "ExecutionLogs", log_group_name=name, encryption_key=key, retention=profile.log_retention, removal_policy=profile.removal_policy
+    )
+    stage.node.add_dependency(group)
+    return group

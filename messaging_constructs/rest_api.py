@@ -22,7 +22,7 @@ from . import acknowledgements as ack
 from ._interfaces import function_of
 from ._naming import per_stack_creation
 from ._validation import check_range, check_threshold, require
-from .api_gateway_logging import cloud_watch_logging
+from .api_gateway_logging import cloud_watch_logging, execution_log_group
 from .encryption import KeyUser, allow_service, key_or_new
 from .monitoring._alarms import alarm_topic_for, make_alarm
 from .profile import Profile
@@ -243,15 +243,9 @@ class SecureRestApi(Construct):
 
         self.execution_log_group: logs.LogGroup | None = None
         if execution_logging:
-            self.execution_log_group = logs.LogGroup(
-                self,
-                "ExecutionLogs",
-                log_group_name=f"API-Gateway-Execution-Logs_{self.api.rest_api_id}/{stage_name}",
-                encryption_key=self.key,
-                retention=self.profile.log_retention,
-                removal_policy=self.profile.removal_policy,
+            self.execution_log_group = execution_log_group(
+                self, self.stage, f"API-Gateway-Execution-Logs_{self.api.rest_api_id}/{stage_name}", self.key, self.profile
             )
-            self.stage.node.add_dependency(self.execution_log_group)
         elif sandbox:
             ack.aws_solutions_apig6(stage_resource)
 

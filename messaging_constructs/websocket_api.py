@@ -20,7 +20,7 @@ from constructs import Construct
 from . import acknowledgements as ack
 from ._interfaces import function_of
 from ._validation import check_duration_range, check_range, check_threshold, require
-from .api_gateway_logging import cloud_watch_logging
+from .api_gateway_logging import cloud_watch_logging, execution_log_group
 from .encryption import KeyUser, allow_service, key_or_new
 from .monitoring._alarms import alarm_topic_for, make_alarm
 from .profile import Profile
@@ -224,15 +224,7 @@ class PushWebSocketApi(Construct):
         )
         self.execution_log_group: logs.LogGroup | None = None
         if execution_logging:
-            self.execution_log_group = logs.LogGroup(
-                self,
-                "ExecutionLogs",
-                log_group_name=f"/aws/apigateway/{self.api.api_id}/{stage_name}",
-                encryption_key=self.key,
-                retention=self.profile.log_retention,
-                removal_policy=self.profile.removal_policy,
-            )
-            self.stage.node.add_dependency(self.execution_log_group)
+            self.execution_log_group = execution_log_group(self, self.stage, f"/aws/apigateway/{self.api.api_id}/{stage_name}", self.key, self.profile)
         ack.aws_solutions_apig4_websocket_routes(self.api)
 
         function.add_environment("CONNECTIONS_TABLE_NAME", self.connections.table.table_name)

@@ -9,7 +9,7 @@ not retried by the saga's transient-error policy).
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -20,6 +20,32 @@ from .contracts.checkout import SagaOrder
 
 class InvalidSagaInput(Exception):
     """The step was invoked with input the saga never sends."""
+
+
+def run_step(
+    event: Any,
+    actions: Mapping[str, Callable[[SagaOrder], dict[str, Any]]],
+    *,
+    refused: tuple[type[Exception], ...],
+    logger: Any,
+    what: str,
+    on_refused: Callable[[Exception], None] | None = None,
+) -> dict[str, Any]:
+    """Read the step's input, run its action on the order, log the outcome once: the whole of a step handler but its actions.
+
+    ``refused`` are the step's business errors (and ``InvalidSagaInput``): logged as a warning and raised, for the
+    state machine to catch by name; ``on_refused`` sees each first (to count it). Anything else propagates as it is.
+    """
+    try:
+        action, order = read_step(event, actions)
+        result = actions[action](order)
+    except (*refused, InvalidSagaInput) as error:
+        if on_refused is not None:
+            on_refused(error)
+        logger.warning(f"{what} refused", extra={"error": type(error).__name__, "reason": str(error)})
+        raise
+    logger.info(f"{what} done", extra={"action": action, "order_id": order.order_id, **result})
+    return result
 
 
 def read_step(event: Any, actions: Collection[str]) -> tuple[str, SagaOrder]:

@@ -27,7 +27,7 @@ from provider import PaymentProvider, ProviderDeclined
 
 from messaging_runtime.circuit_breaker import STATE_VALUES, CircuitBreaker, CircuitOpenError
 from messaging_runtime.contracts.checkout import SagaOrder
-from messaging_runtime.saga_steps import InvalidSagaInput, read_step
+from messaging_runtime.saga_steps import InvalidSagaInput, run_step  # noqa: F401 - InvalidSagaInput: an error the saga names
 
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
 dynamodb = boto3.resource("dynamodb")
@@ -104,15 +104,11 @@ def void(order: SagaOrder) -> dict[str, Any]:
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     try:
-        action, order = read_step(event, ("authorize", "void"))
-        result = authorize(order) if action == "authorize" else void(order)
-    except (PaymentDeclined, PaymentProviderUnavailable, InvalidSagaInput) as error:
-        logger.warning("Payment step refused", extra={"error": type(error).__name__, "reason": str(error)})
-        raise
+        return run_step(
+            event, {"authorize": authorize, "void": void}, refused=(PaymentDeclined, PaymentProviderUnavailable), logger=logger, what="Payment step"
+        )
     finally:  # the breaker's state after this call; a failure to read it must not replace the step's own outcome
         try:
             metrics.add_metric(name="PaymentCircuitState", unit=MetricUnit.NoUnit, value=STATE_VALUES[breaker.state()])
         except Exception:
             logger.warning("The circuit breaker's state could not be read", exc_info=True)
-    logger.info("Payment step done", extra={"action": action, "order_id": order.order_id, **result})
-    return result

@@ -23,7 +23,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from messaging_runtime.contracts.checkout import SagaOrder
-from messaging_runtime.saga_steps import InvalidSagaInput, read_step
+from messaging_runtime.saga_steps import InvalidSagaInput, run_step  # noqa: F401 - InvalidSagaInput: an error the saga names
 
 DEFAULT_STOCK = int(os.environ.get("DEFAULT_STOCK", "100"))
 ENOUGH = "(attribute_not_exists(available) AND :default >= :q) OR available >= :q"
@@ -102,17 +102,16 @@ def release(order: SagaOrder) -> dict[str, Any]:
     return {"released": True}
 
 
+def count(error: Exception) -> None:
+    metrics.add_metric(name=type(error).__name__, unit=MetricUnit.Count, value=1)
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
-    try:
-        action, order = read_step(event, ("reserve", "release"))
-        result = reserve(order) if action == "reserve" else release(order)
-    except (StockShortage, ReservationReleased, InvalidSagaInput) as error:
-        metrics.add_metric(name=type(error).__name__, unit=MetricUnit.Count, value=1)
-        logger.warning("Stock step refused", extra={"error": type(error).__name__, "reason": str(error)})
-        raise
-    metrics.add_metric(name="StockReservations" if action == "reserve" else "StockReleases", unit=MetricUnit.Count, value=1)
-    logger.info("Stock step done", extra={"action": action, "order_id": order.order_id, **result})
+    result = run_step(
+        event, {"reserve": reserve, "release": release}, refused=(StockShortage, ReservationReleased), logger=logger, what="Stock step", on_refused=count
+    )
+    metrics.add_metric(name="StockReservations" if "reserved" in result else "StockReleases", unit=MetricUnit.Count, value=1)
     return result

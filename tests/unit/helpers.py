@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from aws_cdk import App, Stack
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aws_cdk import App, Stack, Validations
 from aws_cdk.assertions import Template
+
+from messaging_constructs.acknowledgements import ACKNOWLEDGEMENT_METADATA
 
 
 def new_stack(profile: str = "sandbox") -> Stack:
@@ -64,3 +70,42 @@ def evaluate(value, pseudo: dict[str, str] | None = None):
         separator, text = argument
         return evaluate(text, pseudo).split(separator)
     raise ValueError(f"cannot evaluate {function} in a name")
+
+
+@dataclass
+class Checked:
+    """One synth with the five packs: what they found, the CDK warnings and errors, the acknowledgements, the template."""
+
+    findings: list[tuple[str, str]] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+    acknowledgements: list[dict] = field(default_factory=list)
+    template: dict = field(default_factory=dict)
+    template_file: Path | None = None
+
+
+def synth_with_packs(app: App, outdir: Path, stack_name: str = "Test") -> Checked:
+    """Synthesize ``app`` (made with ``outdir``) with the five cdk-nag packs; what they found and what CDK recorded."""
+    from stacks.compliance import PACKS
+
+    for pack in PACKS.values():
+        Validations.of(app).add_plugins(pack(app))
+    report = outdir / "validation-report.json"
+    report.unlink(missing_ok=True)
+    try:
+        app.synth()
+    except RuntimeError as error:  # raised by jsii when a plugin reports a violation
+        if "ValidationFailed" not in str(error):
+            raise
+    template_file = outdir / f"{stack_name}.template.json"
+    checked = Checked(template=json.loads(template_file.read_text()), template_file=template_file)
+    if report.exists():
+        for plugin in json.loads(report.read_text()).get("pluginReports", []):
+            for violation in plugin.get("violations", []):
+                checked.findings += [(violation["ruleName"], c["constructPath"]) for c in violation.get("violatingConstructs", [])]
+    for path, entries in json.loads((outdir / f"{stack_name}.metadata.json").read_text()).items():
+        for entry in entries:
+            if entry["type"] in ("aws:cdk:warning", "aws:cdk:error"):
+                checked.messages.append(f"{path}: {entry['data']}")
+            elif entry["type"] == ACKNOWLEDGEMENT_METADATA:
+                checked.acknowledgements.append({"path": path.lstrip("/"), **entry["data"]})
+    return checked

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from aws_cdk import App, Duration, Stack, Validations
+from aws_cdk import App, Duration, Stack
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -18,8 +17,7 @@ from messaging_constructs.function import RUNTIME
 from messaging_constructs.rest_api import ACCESS_LOG_FIELDS, JSON_SCHEMA_DRAFT_4, SecureRestApi
 from stacks._blueprint import Blueprint
 from stacks._paths import lambda_code
-from stacks.compliance import PACKS
-from tests.unit.helpers import actions, new_stack, only, resources
+from tests.unit.helpers import Checked, actions, new_stack, only, resources, synth_with_packs
 
 ORDER_SCHEMA = {
     "type": "object",
@@ -37,17 +35,6 @@ def _add_order_routes(api: SecureRestApi, handler) -> None:
 # --- the packs, on a stack like a blueprint's ---------------------------------------------
 
 
-@dataclass
-class Checked:
-    """One synth with the five packs: what they found, the CDK warnings and errors, the acknowledgements, the template."""
-
-    findings: list[tuple[str, str]] = field(default_factory=list)
-    messages: list[str] = field(default_factory=list)
-    acknowledgements: list[dict] = field(default_factory=list)
-    template: dict = field(default_factory=dict)
-    template_file: Path | None = None
-
-
 def _synth_with_packs(profile: str, outdir: Path, *, acknowledge: bool = True) -> Checked:
     """A stack as a blueprint makes it (shared key, alarm topic, dashboard; a network in production) holding an order API
     of the profile's defaults with two routes; the sandbox one also a Cognito-authorized API with a user pool of its own."""
@@ -63,27 +50,7 @@ def _synth_with_packs(profile: str, outdir: Path, *, acknowledge: bool = True) -
     for api in apis:
         _add_order_routes(api, handler)
         blueprint.dashboard.monitor(api)
-    for pack in PACKS.values():
-        Validations.of(app).add_plugins(pack(app))
-    report = outdir / "validation-report.json"
-    report.unlink(missing_ok=True)
-    try:
-        app.synth()
-    except RuntimeError as error:  # raised by jsii when a plugin reports a violation
-        if "ValidationFailed" not in str(error):
-            raise
-    checked = Checked(template=json.loads((outdir / "Test.template.json").read_text()), template_file=outdir / "Test.template.json")
-    if report.exists():
-        for plugin in json.loads(report.read_text()).get("pluginReports", []):
-            for violation in plugin.get("violations", []):
-                checked.findings += [(violation["ruleName"], c["constructPath"]) for c in violation.get("violatingConstructs", [])]
-    for path, entries in json.loads((outdir / "Test.metadata.json").read_text()).items():
-        for entry in entries:
-            if entry["type"] in ("aws:cdk:warning", "aws:cdk:error"):
-                checked.messages.append(f"{path}: {entry['data']}")
-            elif entry["type"] == ACKNOWLEDGEMENT_METADATA:
-                checked.acknowledgements.append({"path": path.lstrip("/"), **entry["data"]})
-    return checked
+    return synth_with_packs(app, outdir)
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from aws_cdk import App, Duration, Stack, Validations
+from aws_cdk import App, Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 
@@ -17,21 +16,9 @@ from messaging_constructs.function import RUNTIME
 from messaging_constructs.websocket_api import ACCESS_LOG_FIELDS, PushWebSocketApi
 from stacks._blueprint import Blueprint
 from stacks._paths import lambda_code
-from stacks.compliance import PACKS
-from tests.unit.helpers import actions, evaluate, new_stack, only, resources
+from tests.unit.helpers import Checked, actions, evaluate, new_stack, only, resources, synth_with_packs
 
 CONNECTIONS_ARN_TAIL = "/v1/POST/@connections/*"
-
-
-@dataclass
-class Checked:
-    """One synth with the five packs: what they found, the CDK warnings and errors, the acknowledgements, the template."""
-
-    findings: list[tuple[str, str]] = field(default_factory=list)
-    messages: list[str] = field(default_factory=list)
-    acknowledgements: list[dict] = field(default_factory=list)
-    template: dict = field(default_factory=dict)
-    template_file: Path | None = None
 
 
 def _synth_with_packs(profile: str, outdir: Path, *, acknowledge: bool = True) -> Checked:
@@ -53,27 +40,7 @@ def _synth_with_packs(profile: str, outdir: Path, *, acknowledge: bool = True) -
     api.grant_push(pusher)
     api.grant_issue_tokens(issuer)
     blueprint.dashboard.monitor(api)
-    for pack in PACKS.values():
-        Validations.of(app).add_plugins(pack(app))
-    report = outdir / "validation-report.json"
-    report.unlink(missing_ok=True)
-    try:
-        app.synth()
-    except RuntimeError as error:  # raised by jsii when a plugin reports a violation
-        if "ValidationFailed" not in str(error):
-            raise
-    checked = Checked(template=json.loads((outdir / "Test.template.json").read_text()), template_file=outdir / "Test.template.json")
-    if report.exists():
-        for plugin in json.loads(report.read_text()).get("pluginReports", []):
-            for violation in plugin.get("violations", []):
-                checked.findings += [(violation["ruleName"], c["constructPath"]) for c in violation.get("violatingConstructs", [])]
-    for path, entries in json.loads((outdir / "Test.metadata.json").read_text()).items():
-        for entry in entries:
-            if entry["type"] in ("aws:cdk:warning", "aws:cdk:error"):
-                checked.messages.append(f"{path}: {entry['data']}")
-            elif entry["type"] == ACKNOWLEDGEMENT_METADATA:
-                checked.acknowledgements.append({"path": path.lstrip("/"), **entry["data"]})
-    return checked
+    return synth_with_packs(app, outdir)
 
 
 @pytest.fixture(scope="module")
