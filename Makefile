@@ -3,6 +3,9 @@
 #   make synth                      synthesize every blueprint, run the five cdk-nag packs and cfn-lint
 #   make synth PROFILE=production   the same for the production profile
 #   make test                       the whole test suite (both profiles), with a local RabbitMQ for the AMQP/STOMP tests
+#                                   and Debian's headless Chromium + chromedriver for the status page tests
+#                                   (scripts/install_chromium.sh installs them as root when missing; without them those
+#                                   tests are skipped, and fail under CI=true)
 #   make rabbitmq                   install (Debian, as root) and start that RabbitMQ on 127.0.0.1
 #   make activemq                   install (Debian, as root) the ActiveMQ the authorization tests start on 127.0.0.1
 #   make deploy STACK=Exercise01Queues [PROFILE=...]
@@ -48,6 +51,7 @@ activemq:
 test: setup
 	@bash scripts/start_rabbitmq.sh || echo "make test: no local RabbitMQ; its tests will be skipped (they fail when CI is set)"
 	@bash scripts/start_activemq.sh || echo "make test: no local ActiveMQ; its tests will be skipped (they fail when CI is set)"
+	@bash scripts/install_chromium.sh || echo "make test: no Chromium and chromedriver; the status page tests will be skipped (they fail when CI is set)"
 	$(PY) -m pytest -n 2 --dist loadfile
 
 lint: setup

@@ -10,6 +10,7 @@ with the attributes SNS raw delivery produces.
 """
 
 import base64
+import contextlib
 import hashlib
 import importlib.util
 import itertools
@@ -24,7 +25,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 from hypothesis import strategies as st
@@ -61,9 +62,9 @@ CLEARED_ENV = (
 )
 
 
-@pytest.fixture(scope="module")
-def handler_env():
-    """The environment every handler runs with; restored after the module."""
+@contextlib.contextmanager
+def handler_environment() -> Iterator[pytest.MonkeyPatch]:
+    """The environment every handler runs with (no real account or endpoint reachable); restored on exit."""
     with pytest.MonkeyPatch.context() as patch:
         for name in CLEARED_ENV:
             patch.delenv(name, raising=False)
@@ -71,6 +72,13 @@ def handler_env():
             patch.setenv(name, value)
         patch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
         patch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
+        yield patch
+
+
+@pytest.fixture(scope="module")
+def handler_env():
+    """The environment every handler runs with; restored after the module."""
+    with handler_environment() as patch:
         yield patch
 
 
