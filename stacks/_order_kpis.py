@@ -49,6 +49,12 @@ def add_business_view(scope: Construct, dashboard: MonitoringDashboard, steps: S
             cloudwatch.GraphWidget(
                 title="Orders: accepted to saga start p99 (ms)", left=[business_metric("saga_starter", "AcceptedToSagaStart", "p99")], width=6
             ),
+            cloudwatch.GraphWidget(
+                title="Payment provider circuit (0 closed, 1 half-open, 2 open)",
+                left=[business_metric("payments", "PaymentCircuitState", "Maximum")],
+                left_y_axis=cloudwatch.YAxisProps(min=0, max=2),
+                width=12,
+            ),
         ],
     )
     alarms = [
