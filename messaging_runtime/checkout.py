@@ -183,12 +183,17 @@ class OrderStore:
             if to in TERMINAL:  # out of the open-orders index
                 update += " REMOVE #open"
                 names["#open"] = "open"
+            condition = "#seq = :read"
+            if honour_cancel and to not in ("COMPENSATING", "COMPENSATED", "CANCELLED", "FAILED"):
+                # A cancel accepted after the read changes no seq: the write must not step forward over it.
+                condition += " AND (attribute_not_exists(cancel_requested) OR cancel_requested = :no)"
+                values[":no"] = {"BOOL": False}
             write = {
                 "Update": {
                     "TableName": self.table_name,
                     "Key": {"order_id": {"S": order_id}},
                     "UpdateExpression": update,
-                    "ConditionExpression": "#seq = :read",
+                    "ConditionExpression": condition,
                     "ExpressionAttributeNames": names,
                     "ExpressionAttributeValues": values,
                 }

@@ -5,7 +5,9 @@ Invoked by the saga (``lambda:invoke``) with ``{"action": "authorize" | "void", 
 ``authorization_id``, or VOIDED. ``authorize`` returns the recorded authorization, or asks the provider (``provider.py``;
 the order id is the idempotency key) through the circuit breaker "payment-provider" and records it:
 ``{"authorization_id": ...}``. ``void`` voids it at the provider and marks it VOIDED, or with no record writes a VOIDED
-one, so that a later authorize charges nothing: ``{"voided": bool}``. Both are idempotent. Errors the saga tells apart:
+one, so that a later authorize charges nothing (after voiding at the provider whatever the order id, its idempotency key,
+still holds: an authorization whose answer was lost): ``{"voided": bool}``. Voids go to the provider without the
+breaker, so that an open breaker never leaves a hold in place. Both are idempotent. Errors the saga tells apart:
 ``PaymentDeclined`` (declined, or voided first), ``PaymentProviderUnavailable`` (a timeout, or the breaker open: not
 asked), ``InvalidSagaInput``; others propagate. The breaker counts timeouts and connection errors, not declines.
 Metrics: ``PaymentCircuitState`` (0 closed, 1 half-open, 2 open) on each invocation; Authorizations, Declines,
@@ -77,21 +79,32 @@ def authorize(order: SagaOrder) -> dict[str, Any]:
             return {"authorization_id": authorization_id}
         except CHECK_FAILED:  # a void (or an authorize with another id) got there first: this authorization must not stand
             found = record(order)
-            ask_provider(gateway.void, authorization_id)
+            ask_directly(gateway.void, authorization_id)
     if found["status"] == "VOIDED":
         raise PaymentDeclined(f"order {order.order_id}: voided before it was authorized")
     return {"authorization_id": found["authorization_id"]}
+
+
+def ask_directly(call: Any, *args: Any) -> Any:
+    """``call(*args)`` without the breaker: a void must go through even while new authorizations fail fast."""
+    try:
+        return call(*args)
+    except (TimeoutError, ConnectionError) as error:
+        metrics.add_metric(name="ProviderFailures", unit=MetricUnit.Count, value=1)
+        raise PaymentProviderUnavailable(f"the payment provider: {error}") from None
 
 
 @tracer.capture_method
 def void(order: SagaOrder) -> dict[str, Any]:
     found = record(order)
     try:
-        if found is None:  # never authorized: a tombstone, so that a later authorize charges nothing
+        if found is None:  # never recorded: an authorization whose answer was lost may still hold; then a tombstone
+            released = ask_directly(gateway.void_by_key, order.order_id)
             payments.put_item(Item={"pk": f"payment#{order.order_id}", "status": "VOIDED"}, ConditionExpression=Attr("pk").not_exists())
-        if found is None or found["status"] == "VOIDED":
+            return {"voided": released}
+        if found["status"] == "VOIDED":
             return {"voided": False}
-        ask_provider(gateway.void, found["authorization_id"])
+        ask_directly(gateway.void, found["authorization_id"])
         payments.put_item(Item={**found, "status": "VOIDED"}, ConditionExpression=Attr("status").eq("AUTHORIZED"))
     except CHECK_FAILED:
         return void(order)  # an authorize or another void got there first: the record only moves forward, read it again

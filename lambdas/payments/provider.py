@@ -84,3 +84,11 @@ class PaymentProvider:
         for authorization in self.authorizations.values():
             if authorization.authorization_id == authorization_id:
                 authorization.voided = True
+
+    def void_by_key(self, key: str) -> bool:
+        """Release the hold made with idempotency ``key``, if there is one (an authorization whose answer was lost): whether one was."""
+        self._answer()
+        authorization = self.authorizations.get(key)
+        if authorization is not None:
+            authorization.voided = True
+        return authorization is not None
