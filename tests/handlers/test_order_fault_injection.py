@@ -3,8 +3,9 @@ still ends in exactly one terminal status, charged once if confirmed, with nothi
 
 What runs for real, in this process, against moto (DynamoDB and its stream, KMS, Step Functions' ``StartExecution``):
 the order API, the outbox relay, the saga starter, stock_reservations, payments (its stand-in provider and the circuit
-breaker kept in DynamoDB) and order_status, each loaded from its folder with the environment the synthesized template
-gives its function, on tables created from the template (key schemas, indexes, streams), afresh for every example.
+breaker kept in DynamoDB), order_status and the order reconciler, each loaded from its folder with the environment
+the synthesized template gives its function, on tables created from the template (key schemas, indexes, streams),
+afresh for every example.
 
 What is modelled, from the synthesized ``CapstoneOrders`` template rather than written here:
 
@@ -18,14 +19,17 @@ What is modelled, from the synthesized ``CapstoneOrders`` template rather than w
   order, the retries and the compensation entry points are the definition's: nothing about the saga is listed here,
   and a field, state type, resource or operator the interpreter does not know fails the test instead of being
   skipped. A function's result is its JSON (``Runtime.MarshalError`` otherwise), its error the exception's class name.
-  An execution exists once the starter's real ``StartExecution`` created it in moto (same name and input while it
-  runs: the same execution; once it ended: ``ExecutionAlreadyExists``); it is stopped there when it ends here.
+  An execution exists once the starter's or the reconciler's real ``StartExecution`` created it in moto (same name
+  and input while it runs: the same execution; once it ended: ``ExecutionAlreadyExists``); it is stopped there when
+  it ends here, and takes no further step once the reconciler stopped it.
 - the pipe: the stream's records (moto's) through the pipe's filter pattern, in batches of at most its batch size,
   one item's records in their order and items interleaved in any order; each batch enriched by the relay and put on
   the bus with the target's source, detail-type path and input template.
 - the bus: an event goes to the saga-starts queue when a rule's pattern matches it (read as the starter's event source
   mapping does: its batch size, partial batch responses, a failed record delivered again), and to a status consumer
   that applies an order's events in any order, dropping a ``seq`` not above the last it applied.
+- the reconciler: run on its schedule's rate with the schedule's input while an order is open; the order API's
+  deadlines and the reconciler's clock are the virtual one.
 - time: virtual. The actions due (requests, deliveries, saga steps, answers...) run one at a time in the order
   hypothesis draws, and the clock moves on to the next action's time only when none is due: a retry waits its
   jittered backoff, the merchant's wait ends at ``TimeoutSeconds``, the breaker's windows and open period pass.
@@ -54,25 +58,27 @@ and redelivery eventually goes through:
 - the merchant: accepts, declines, never answers (the timeout), answers twice, or after the timeout (refused).
 
 Invariants, per order, once nothing is left to deliver: one order for its key and every 202 answer the same; one saga
-execution, ended; a terminal status; FAILED only when a compensation was made to fail on every attempt, the execution
+execution named after it, and at most one more (the reconciler's, after that one failed or was stopped), all ended,
+none in Step Functions that did not run here; a terminal status; FAILED only when a compensation was made to fail on every attempt, the execution
 failed then (it alarms); CONFIRMED: exactly one authorization at the provider, not voided, the one the payments table
-holds, the stock of its lines taken once, the execution succeeded, no cancel accepted; COMPENSATED or CANCELLED:
-every authorization of the order voided at the provider, nothing left reserved, the execution succeeded; CANCELLED
+holds, the stock of its lines taken once, its one execution succeeded, no cancel accepted; COMPENSATED or CANCELLED:
+every authorization of the order voided at the provider, nothing left reserved, its last execution succeeded; CANCELLED
 only when the customer's cancel was accepted; a cancel refused (409) only for a terminal order; the outbox's records
 of the order numbered 1, 2, 3... in stream order with no gap up to its ``seq``, each announcing the status that
 follows the previous one, exactly one terminal one, last; the status consumer ending on the order's status. Across
 orders: each SKU's units gone are the units of the reservations held.
 
-``KNOWN_BUGS`` lists faults under which an invariant fails (none today): the property leaves them out, and a scripted
-scenario for each (``Scripted``: the draws of one example written out) is a strict xfail until its fix lands. The three
-scripted scenarios at the end are the faults this test found (a lost authorization answer, a cancel between a step's
-read and its write, a void refused by an open breaker), kept as regression tests since their fixes.
+``KNOWN_BUGS`` lists faults under which an invariant fails today (a confirmation timing out after its write): the
+property leaves them out, and a scripted scenario for each (``Scripted``: the draws of one example written out) is a
+strict xfail until its fix lands. The scripted scenarios at the end are the faults this test found: a lost
+authorization answer, a cancel between a step's read and its write, a void refused by an open breaker (regression tests
+since their fixes); an order left open by a saga whose last status step failed once (what the reconciler is for); the
+confirmation timing out after its write (a known bug).
 
 Not modelled: concurrency within an invocation other than at the interleaving points; the execution's own timeout
 (asserted not reached); dead-letter queues, maximum receive counts and retry limits of the pipe, the rule and the
-queue (faults are finite, a redelivery eventually succeeds); the reconciler and the ``compensate`` input it starts
-executions with (interpreted, never sent); the live status push (the rules' other targets); payload size limits;
-service quotas; execution history.
+queue (faults are finite, a redelivery eventually succeeds); faults of the reconciler's own hops; the live status
+push (the rules' other targets); payload size limits; service quotas; execution history.
 """
 
 from __future__ import annotations
@@ -119,7 +125,9 @@ HOPS = ("api", "pipe", "bus", "starter", "task", "provider", "interleave")
 MAX_ACTIONS = 1000
 #: Faults under which an invariant fails today, each for a bug in a handler (named, with its test below, a strict
 #: xfail): the property leaves them out until the fix lands, then the xfail turns into a failure and this entry goes.
-KNOWN_BUGS: dict[tuple[str, str], str] = {}
+KNOWN_BUGS: dict[tuple[str, str], str] = {
+    ("task RecordConfirmed", "timed_out"): "saga: a confirmation whose function times out after its write fails the execution of a confirmed order",
+}
 
 
 class NotModelled(AssertionError):
@@ -512,8 +520,8 @@ def _error(name: str, message: str) -> tuple[str, str, str]:
 class World:
     """Every hop of CapstoneOrders for one example: the real handlers, moto, and the deliveries between them.
 
-    Pending actions (requests, deliveries, saga steps, answers, late runs) run one at a time, in the order hypothesis
-    picks; the clock moves to an action's time when it is later.
+    Pending actions (requests, deliveries, saga steps, answers, late runs, the reconciler's runs) run one at a time:
+    hypothesis picks among those due, and the clock moves on to the next one's time when none is.
     """
 
     TASK_FAULTS = ("throttled", "lost", "late", "twice", "timed_out")
@@ -534,7 +542,6 @@ class World:
         self.pipe_queues: dict[str, list[dict]] = defaultdict(list)
         self.starter_messages: list[dict] = []
         self.executions: dict[str, Execution] = {}
-        self.refused_voids: set[str] = set()  # authorizations whose void the open breaker refused
         self.injected: Counter[tuple[str, str]] = Counter()  # (execution, state) -> failures made in its current visit
         customer_id = customer_id_of(CUSTOMER)
         self.orders = {order_id_for(customer_id, f"k{i}"): Order(plan, f"k{i}", order_id_for(customer_id, f"k{i}")) for i, plan in enumerate(plans)}
@@ -954,9 +961,17 @@ class Environment:
         self.stepfunctions = boto3.client("stepfunctions")
         self.world: World | None = None
         self.api_write_fails = self.outbox_written = False
+        # The tables the functions here are given, and the outbox's (its stream feeds the pipe).
+        self.tables = {ref_of(blueprint.pipe["Source"])} | {
+            ref_of(value)
+            for logical_id, folder in blueprint.folders.items()
+            if folder in HANDLERS
+            for value in blueprint.environments[logical_id].values()
+            if isinstance(value, dict) and ref_of(value) in blueprint.tables
+        }
         self._create_tables()
         self.machine_arn = self._create_state_machine()
-        refs: dict[str, str] = {name: name for name in blueprint.tables} | {blueprint.state_machine: self.machine_arn}
+        refs: dict[str, str] = {name: name for name in self.tables} | {blueprint.state_machine: self.machine_arn}
         kms = boto3.client("kms")
 
         def resolved(value: Any) -> str:
@@ -1013,22 +1028,12 @@ class Environment:
         stock.table = _Hooked(stock.table, ("put_item",), self._write("stock_reservations"))
         payments.payments = _Hooked(payments.payments, ("put_item",), self._write("payments"))
         gateway = payments.gateway
-        for call in ("authorize", "void"):
+        calls = [name for name, value in vars(type(gateway)).items() if callable(value) and not name.startswith("_")]  # its API
+        assert {"authorize", "void"} <= set(calls), calls
+        for call in calls:
             original = getattr(type(gateway), call).__get__(gateway)
             setattr(gateway, call, functools.partial(lambda call, original, *args: self.world.provider(call, original, *args), call, original))
         payments.breaker.clock = lambda: self.world.now
-        breaker_call = payments.breaker.call
-
-        def call_through_breaker(fn: Callable[..., Any], *args: Any) -> Any:
-            try:
-                return breaker_call(fn, *args)
-            except self.circuit_open:
-                if fn is gateway.void:
-                    self.world.refused_voids.add(args[0])
-                raise
-
-        payments.breaker.call = call_through_breaker
-        self.circuit_open = sys.modules[type(payments.breaker).__module__].CircuitOpenError
 
     def _stop(self, name: str, call: Callable[[], Any], kwargs: dict) -> Any:
         result = call()
@@ -1056,6 +1061,8 @@ class Environment:
     def _create_tables(self) -> None:
         self.stream_arn = None
         for name, table in self.blueprint.tables.items():
+            if name not in self.tables:
+                continue
             options: dict[str, Any] = {}
             if table.get("GlobalSecondaryIndexes"):
                 options["GlobalSecondaryIndexes"] = [
@@ -1079,7 +1086,7 @@ class Environment:
     def reset(self, world: World, breaker: str) -> None:
         """Empty tables, no execution, nothing at the provider; the breaker closed, one failure from open, or open."""
         self.world = world
-        for name in self.blueprint.tables:
+        for name in self.tables:
             self.dynamodb.delete_table(TableName=name)
         self._create_tables()
         self.stepfunctions.delete_state_machine(stateMachineArn=self.machine_arn)
@@ -1108,10 +1115,7 @@ class Environment:
                 position = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": self.last_sequence}
             iterator = self.streams.get_shard_iterator(StreamArn=self.stream_arn, ShardId=self.shard, **position)["ShardIterator"]
             page = self.streams.get_records(ShardIterator=iterator, Limit=1000)["Records"]
-            if not page:
-                self.outbox_written = False
-                return records
-            self.last_sequence = page[-1]["dynamodb"]["SequenceNumber"]
+            self.last_sequence = page[-1]["dynamodb"]["SequenceNumber"] if page else self.last_sequence
             for record in page:
                 stream_record = dict(record["dynamodb"])
                 if isinstance(stream_record.get("ApproximateCreationDateTime"), datetime):
@@ -1127,6 +1131,9 @@ class Environment:
                         "eventSourceARN": self.stream_arn,
                     }
                 )
+            if len(page) < 1000:
+                self.outbox_written = False
+                return records
 
     def order(self, order_id: str) -> dict | None:
         return self.api.store.get(order_id)
@@ -1139,9 +1146,22 @@ class Environment:
         sys.modules.pop("outbox_relay_under_fault_injection", None)
 
 
+def synthesized_template() -> dict:
+    """CapstoneOrders (sandbox) as ``app.py`` builds it, synthesized alone: seconds, where the session's checked synth of
+    every stack (compliance packs, cfn-lint) takes most of a minute; nothing read here depends on the packs."""
+    from aws_cdk import App
+
+    from messaging_constructs import Profile
+    from stacks.capstone_orders import CapstoneOrdersStack
+
+    app = App(context={"profile": "sandbox"})
+    CapstoneOrdersStack(app, "CapstoneOrders", profile=Profile.of(app))
+    return app.synth().get_stack_by_name("CapstoneOrders").template
+
+
 @pytest.fixture(scope="module")
-def environment(handler_env, load_handler, template_json, sqs_events, lambda_context):
-    blueprint = Blueprint.of(template_json("sandbox", "CapstoneOrders"))
+def environment(handler_env, load_handler, sqs_events, lambda_context):
+    blueprint = Blueprint.of(synthesized_template())
     with mock_aws():
         env = Environment(blueprint, handler_env, load_handler, sqs_events, lambda_context)
         yield env
@@ -1204,7 +1224,7 @@ def _check(world: World) -> None:
         # reconciler's, when that one failed or was stopped past the deadline. The last one to start ends the order.
         sagas = {name: e for name, e in world.executions.items() if e.order_id == order_id}
         assert order_id in sagas and len(sagas) <= 2, f"{key}: one saga execution named after it, at most one other: {sorted(sagas)}"
-        assert all(e.status in ("SUCCEEDED", "FAILED", "ABORTED") for e in sagas.values()), f"{key}: its sagas ended: {sagas}"
+        assert all(e.status in ("SUCCEEDED", "FAILED", "ABORTED") for e in sagas.values()), f"{key}: its sagas ended: {[e.status for e in sagas.values()]}"
         assert len(sagas) == 1 or sagas[order_id].status in ("FAILED", "ABORTED"), f"{key}: a second saga after a first that {sagas[order_id].status}"
         execution = list(sagas.values())[-1]
         paths = [state for e in sagas.values() for state in e.path]
@@ -1235,7 +1255,7 @@ def _check(world: World) -> None:
             for sku, quantity in order.plan.lines:
                 wanted[sku] += quantity
             assert reservation and reservation["status"] == "RESERVED" and lines == dict(wanted), f"{key}: CONFIRMED, its stock reserved: {reservation}"
-            assert len(sagas) == 1 and execution.status == "SUCCEEDED", f"{key}: CONFIRMED, its sagas {sagas}"
+            assert len(sagas) == 1 and execution.status == "SUCCEEDED", f"{key}: CONFIRMED while its saga {execution.status} ({paths})"
             assert all(code != 202 for code, *_ in order.cancels), f"{key}: CONFIRMED after its cancel was accepted: {order.cancels}"
         elif status in ("COMPENSATED", "CANCELLED"):
             assert all(a.voided for a in authorizations), (
@@ -1246,8 +1266,7 @@ def _check(world: World) -> None:
             assert execution.status == "SUCCEEDED", f"{key}: {status} while its saga {execution.status}"
             assert status == "COMPENSATED" or any(code == 202 for code, *_ in order.cancels), f"{key}: CANCELLED, never asked"
         else:
-            refused = any(a.authorization_id in world.refused_voids for a in authorizations) and ("circuit breaker", "refuses a void") in world.excluded
-            assert world.broken in paths or refused, f"{key}: FAILED, no compensation failed for good (saga path {paths})"
+            assert world.broken in paths, f"{key}: FAILED, no compensation failed for good (saga path {paths})"
             assert execution.status == "FAILED", f"{key}: FAILED while its saga {execution.status}"
     for sku in skus:
         item = env.item("stock_reservations", "STOCK_TABLE_NAME", f"sku#{sku}")
@@ -1262,7 +1281,7 @@ def _check(world: World) -> None:
 # longer search). Not shrunk: a shrink replays the handlers thousands of times; the failing example's trace
 # (every action, fault and outcome) is printed instead.
 @settings(
-    max_examples=int(os.environ.get("ORDER_FAULT_INJECTION_EXAMPLES", "60")),
+    max_examples=int(os.environ.get("ORDER_FAULT_INJECTION_EXAMPLES", "40")),
     deadline=None,
     derandomize=True,
     database=None,
@@ -1276,7 +1295,7 @@ def test_whatever_fails_every_order_ends_once_charged_only_if_confirmed_and_noth
 
 class Scripted:
     """A ``data`` for one scenario: each draw takes the next value scripted for its label, else the simplest value
-    (no fault, the first choice); the next action is the oldest pending one but those ``held`` (label substrings), the
+    (no fault, the first choice); the next action is the first one due but those ``held`` (label substrings), the
     one run in between (``interleave``) the first whose label has ``meanwhile``."""
 
     def __init__(self, script: dict[str, list[Any]], held: tuple[str, ...] = (), meanwhile: str = "") -> None:
@@ -1298,9 +1317,11 @@ class Scripted:
         return self.simplest[repr(strategy)]
 
 
-def scenario(environment: Environment, plans: list[OrderPlan], budgets: dict[str, int], data: Scripted, breaker: str = "closed") -> World:
+def scenario(
+    environment: Environment, plans: list[OrderPlan], budgets: dict[str, int], data: Scripted, breaker: str = "closed", broken: str | None = None
+) -> World:
     """One example, its faults and choices scripted; every fault the property leaves out allowed."""
-    world = data.world = World(environment, data, plans, budgets, excluded=())
+    world = data.world = World(environment, data, plans, budgets, broken=broken, excluded=())
     environment.reset(world, breaker)
     world.run()
     return world
@@ -1338,4 +1359,30 @@ def test_a_void_is_not_abandoned_because_another_orders_timeout_opened_the_break
     # merchant declines k0 at once: its void's 7 attempts, retried with full jitter (here drawn short), all find it open.
     script = {"provider authorize: fault?": [False, True], "provider authorize": ["timeout"], "jitter": [0.1] * 6}
     world = scenario(environment, plans, {"provider": 1}, Scripted(script), breaker="near_open")
+    check(world)
+
+
+def test_an_order_its_saga_left_open_is_ended_by_the_reconciler_past_its_deadline(environment):
+    # Out of stock, and the compensation's status step is down: the saga gives up, and its last step, marking the order
+    # FAILED, is throttled once and not retried. The order stays open until the reconciler finds it past its deadline
+    # and runs the compensating saga, which ends it (FAILED again: the status step is still down).
+    plans = [OrderPlan(lines=[("SKU-a", DEFAULT_STOCK + 1)], total=12.5, sends=1, cancel=False, merchant="accept")]
+    script = {"task RecordFailed: fault?": [True], "task RecordFailed": ["throttled"]}
+    world = scenario(environment, plans, {"task": 1}, Scripted(script), broken="RecordCompensating")
+    check(world)
+    (order_id,) = world.orders
+    assert environment.order(order_id)["status"] == "FAILED"
+    assert [(name, e.status) for name, e in world.executions.items()] == [(order_id, "FAILED"), (f"{order_id}-reconciled", "FAILED")]
+    assert world.executions[f"{order_id}-reconciled"].path[:3] == ["Start", "Compensation requested", "Compensate everything"]
+    assert world.now >= T0 + environment.deadline
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=KNOWN_BUGS[("task RecordConfirmed", "timed_out")])
+def test_a_confirmation_that_times_out_after_its_write_ends_the_saga_as_confirmed(environment):
+    # The confirmation is written, then its function times out: Sandbox.Timedout is not a transient error, so the saga
+    # compensates; a confirmed order refuses it (rightly) 7 times in about a minute, and the execution is abandoned:
+    # FAILED, alarmed, for an order that is CONFIRMED, charged once, its stock taken.
+    world = scenario(environment, ONE_ORDER, {"task": 1}, Scripted({"task RecordConfirmed: fault?": [True], "task RecordConfirmed": ["timed_out"]}))
+    (order_id,) = world.orders
+    assert environment.order(order_id)["status"] == "CONFIRMED"
     check(world)
