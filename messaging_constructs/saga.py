@@ -29,9 +29,13 @@ from .monitoring._alarms import alarm_topic_for
 from .profile import Profile
 from .queue import SecureQueue
 
-#: Errors worth a retry: Lambda's own transient failures and throttling (a step's business errors are not).
 #: The longest an execution runs by default (then it times out, alarming).
 DEFAULT_TIMEOUT = Duration.days(1)
+#: The error ``on_failure`` raises when the saga had in fact completed: the last step's effect landed before its
+#: invocation failed (say its function timed out after the write), so there is nothing to undo. Not retried; the
+#: execution succeeds. ``messaging_runtime.saga_steps.SagaAlreadyCompleted`` raises it from a Python function.
+ALREADY_COMPLETED_ERROR = "SagaAlreadyCompleted"
+#: Errors worth a retry: Lambda's own transient failures and throttling (a step's business errors are not).
 TRANSIENT_ERRORS = (
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
@@ -94,7 +98,10 @@ class Saga(Construct):
     compensated saga is a business outcome, not a failure. An execution started
     with ``compensate`` (``{"Error": ..., "Cause": ...}``) in its input runs no
     step: it goes straight to ``on_failure`` and every compensation, which is
-    how a reconciler ends an order that cannot finish.
+    how a reconciler ends an order that cannot finish. When ``on_failure``
+    fails with ``ALREADY_COMPLETED_ERROR`` (it found the saga's work done, e.g.
+    the last step wrote its result and then timed out), nothing is compensated
+    and the execution succeeds.
 
     Retries: each action on ``TRANSIENT_ERRORS``, ``transient_attempts`` times
     with exponential backoff (rate 2, from 1 s, at most 30 s) and full jitter;
@@ -186,6 +193,9 @@ class Saga(Construct):
             if compensation is not None:
                 entry = must_finish(compensation).next(entry)
             entries.append(entry)
+        # Before must_finish's States.ALL retrier and catcher, which would otherwise take it (the first that matches wins).
+        on_failure.add_retry(errors=[ALREADY_COMPLETED_ERROR], max_attempts=0)
+        on_failure.add_catch(sfn.Succeed(self, "Completed after all"), errors=[ALREADY_COMPLETED_ERROR], result_path="$.already_completed")
         must_finish(on_failure)
         choose = sfn.Choice(self, "Compensate from")
         on_failure.next(choose)

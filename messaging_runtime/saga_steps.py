@@ -3,7 +3,8 @@
 A step is invoked (``lambda:invoke``) with ``{"action": ..., "order": {...}}``.
 Its errors are its exceptions' class names, which the state machine tells
 apart; ``InvalidSagaInput`` is the one for input the saga never sends (a bug,
-not retried by the saga's transient-error policy).
+not retried by the saga's transient-error policy); ``SagaAlreadyCompleted``
+ends a failure path that finds nothing to undo.
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ from .contracts.checkout import SagaOrder
 
 class InvalidSagaInput(Exception):
     """The step was invoked with input the saga never sends."""
+
+
+class SagaAlreadyCompleted(Exception):
+    """Raised by a saga's failure path that finds the saga's work done (the last step's write landed, then its
+    invocation failed): the saga ends succeeded with nothing compensated (``messaging_constructs.saga.ALREADY_COMPLETED_ERROR``)."""
 
 
 def run_step(

@@ -5,8 +5,11 @@ or ``{"order_id": ..., "to": "COMPENSATING", "error": {"Error": ..., "Cause": ..
 when a step failed (the error names the reason the customer sees), or
 ``{"order_id": ..., "to": "FINISHED"}`` once the compensations ran: the order is
 then CANCELLED if the customer asked, else COMPENSATED. An order compensated
-already (by a second saga: the reconciler's) stays as it is; a CONFIRMED one
-refuses COMPENSATING, so that no compensation undoes it.
+already (by a second saga: the reconciler's) stays as it is. A CONFIRMED one
+answers COMPENSATING with ``SagaAlreadyCompleted``: its confirmation was
+written, whatever error the saga saw afterwards (the function timing out
+after the write, a reconciler's saga racing the merchant's answer), so the
+saga ends succeeded and nothing undoes it.
 
 Errors the state machine tells apart: ``OrderCancelled`` (the customer asked to
 cancel before this step forward: compensate) and ``TransitionNotAllowed`` (the
@@ -29,7 +32,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from messaging_runtime.checkout import OrderStore, TransitionRefused
 from messaging_runtime.contracts.checkout import TERMINAL, TRANSITIONS
 from messaging_runtime.outbox import Outbox
-from messaging_runtime.saga_steps import InvalidSagaInput
+from messaging_runtime.saga_steps import InvalidSagaInput, SagaAlreadyCompleted
 
 #: What the customer is told for each error a saga step can end with.
 REASONS = {
@@ -74,6 +77,8 @@ def step(event: Any) -> dict[str, Any]:
         # Compensated already (a second saga, the reconciler's, got there first): its compensations are no-ops, and so is this.
         if order["status"] in ("COMPENSATED", "CANCELLED") or (to == "FAILED" and order["status"] in TERMINAL):
             return order
+        if to == "COMPENSATING" and order["status"] == "CONFIRMED":
+            raise SagaAlreadyCompleted(f"order {order_id} is CONFIRMED: nothing to compensate")
         if to == "FINISHED":
             to = "CANCELLED" if order.get("cancel_requested") or order.get("reason") == REASONS["OrderCancelled"] else "COMPENSATED"
             return store.change_status(order_id, to, honour_cancel=False, now=now)
@@ -94,6 +99,9 @@ def step(event: Any) -> dict[str, Any]:
 def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     try:
         order = step(event)
+    except SagaAlreadyCompleted as done:
+        logger.info("Saga already completed", extra={"order_id": event["order_id"], "reason": str(done)})
+        raise
     except (OrderCancelled, TransitionNotAllowed, InvalidSagaInput) as error:
         logger.warning("Status step refused", extra={"error": type(error).__name__, "reason": str(error)})
         raise

@@ -68,12 +68,12 @@ of the order numbered 1, 2, 3... in stream order with no gap up to its ``seq``, 
 follows the previous one, exactly one terminal one, last; the status consumer ending on the order's status. Across
 orders: each SKU's units gone are the units of the reservations held.
 
-``KNOWN_BUGS`` lists faults under which an invariant fails today (a confirmation timing out after its write): the
-property leaves them out, and a scripted scenario for each (``Scripted``: the draws of one example written out) is a
-strict xfail until its fix lands. The scripted scenarios at the end are the faults this test found: a lost
-authorization answer, a cancel between a step's read and its write, a void refused by an open breaker (regression tests
-since their fixes); an order left open by a saga whose last status step failed once (what the reconciler is for); the
-confirmation timing out after its write (a known bug).
+``KNOWN_BUGS`` lists faults under which an invariant fails today (none): the property leaves them out, and a scripted
+scenario for each (``Scripted``: the draws of one example written out) is a strict xfail until its fix lands. The
+scripted scenarios at the end are the faults this test found, kept as regression tests since their fixes: a lost
+authorization answer, a cancel between a step's read and its write, a void refused by an open breaker, a confirmation
+timing out after its write; and an order left open by a saga whose last status step failed once (what the reconciler
+is for).
 
 Not modelled: concurrency within an invocation other than at the interleaving points; the execution's own timeout
 (asserted not reached); dead-letter queues, maximum receive counts and retry limits of the pipe, the rule and the
@@ -125,9 +125,7 @@ HOPS = ("api", "pipe", "bus", "starter", "task", "provider", "interleave")
 MAX_ACTIONS = 1000
 #: Faults under which an invariant fails today, each for a bug in a handler (named, with its test below, a strict
 #: xfail): the property leaves them out until the fix lands, then the xfail turns into a failure and this entry goes.
-KNOWN_BUGS: dict[tuple[str, str], str] = {
-    ("task RecordConfirmed", "timed_out"): "saga: a confirmation whose function times out after its write fails the execution of a confirmed order",
-}
+KNOWN_BUGS: dict[tuple[str, str], str] = {}
 
 
 class NotModelled(AssertionError):
@@ -1377,11 +1375,10 @@ def test_an_order_its_saga_left_open_is_ended_by_the_reconciler_past_its_deadlin
     assert world.now >= T0 + environment.deadline
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=KNOWN_BUGS[("task RecordConfirmed", "timed_out")])
 def test_a_confirmation_that_times_out_after_its_write_ends_the_saga_as_confirmed(environment):
     # The confirmation is written, then its function times out: Sandbox.Timedout is not a transient error, so the saga
-    # compensates; a confirmed order refuses it (rightly) 7 times in about a minute, and the execution is abandoned:
-    # FAILED, alarmed, for an order that is CONFIRMED, charged once, its stock taken.
+    # enters its failure path; the confirmed order answers SagaAlreadyCompleted, and the execution succeeds with nothing
+    # undone (before the fix: refused 7 times in about a minute, then abandoned, FAILED and alarmed for a CONFIRMED order).
     world = scenario(environment, ONE_ORDER, {"task": 1}, Scripted({"task RecordConfirmed: fault?": [True], "task RecordConfirmed": ["timed_out"]}))
     (order_id,) = world.orders
     assert environment.order(order_id)["status"] == "CONFIRMED"

@@ -86,6 +86,7 @@ def saga(handler_env, load_handler, template_json):
         handlers = {logical_id: load_handler(folder) for logical_id, folder in folders.items() if folder in ("order_status", "stock_reservations", "payments")}
         calls: list[tuple[str, dict]] = []
         faults: dict[tuple[str, str], list[str]] = {}  # (function's logical id, action or status) -> errors its next calls raise
+        faults_after: dict[tuple[str, str], list[str]] = {}  # the same, raised after the handler ran (a timeout after the write)
 
         def invoke(self, function_name, qualifier, body, headers, response_headers):
             logical_id = function_name.rsplit(":", 1)[-1]
@@ -100,6 +101,10 @@ def saga(handler_env, load_handler, template_json):
             except Exception as error:  # what Lambda reports for an unhandled exception: its class name is the error
                 response_headers["x-amz-function-error"] = "Unhandled"
                 return json.dumps({"errorType": type(error).__name__, "errorMessage": str(error)}).encode()
+            injected = faults_after.get((logical_id, payload.get("action") or payload.get("to")))
+            if injected:
+                response_headers["x-amz-function-error"] = "Unhandled"
+                return json.dumps({"errorType": injected.pop(0), "errorMessage": "injected after the call"}).encode()
             return json.dumps(result, default=str).encode()
 
         with patch.object(LambdaSimpleBackend, "invoke", invoke), patch.object(retrier_decl, "time", SimpleNamespace(sleep=lambda seconds: None)):
@@ -111,6 +116,7 @@ def saga(handler_env, load_handler, template_json):
                 queue_url=queue_url,
                 calls=calls,
                 faults=faults,
+                faults_after=faults_after,
                 handlers=handlers,
                 store=OrderStore(dynamodb, "orders", Outbox("outbox")),
                 dynamodb=dynamodb,
@@ -330,6 +336,20 @@ def test_a_compensation_that_keeps_failing_abandons_the_saga_marks_the_order_fai
     assert calls_of(saga, "stock_reservations", "release", order_id) == 7  # the first try and 6 retries
     assert path(saga, execution)[-2:] == ["RecordFailed", "Abandoned"]
     assert saga.store.get(order_id)["status"] == "FAILED"
+
+
+def test_a_confirmation_that_times_out_after_its_write_ends_the_saga_succeeded_with_nothing_undone(saga):
+    order = place(saga)
+    order_id, before = order["order"]["order_id"], stock(saga)
+    saga.faults_after[(saga.function("order_status"), "CONFIRMED")] = ["Sandbox.Timedout"]
+    execution = start(saga, order)
+    saga.client.send_task_success(taskToken=merchant_request(saga, order_id), output=json.dumps({"accepted": True}))
+    assert finish(saga, execution)["status"] == "SUCCEEDED"
+    assert path(saga, execution)[-4:] == ["RecordConfirmed", "RecordConfirmed failed", "RecordCompensating", "Completed after all"]
+    # Compensation asked once, answered SagaAlreadyCompleted and not retried; nothing released or voided.
+    assert statuses(saga, order_id)[-2:] == ["CONFIRMED", "COMPENSATING"] and statuses(saga, order_id).count("COMPENSATING") == 1
+    assert saga.store.get(order_id)["status"] == "CONFIRMED"
+    assert stock(saga) == before - 2 and payment_status(saga, order_id) == "AUTHORIZED"
 
 
 def test_a_saga_started_to_compensate_undoes_what_a_stuck_one_did_and_runs_no_step(saga):

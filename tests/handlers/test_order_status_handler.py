@@ -135,10 +135,13 @@ def test_an_order_compensated_already_stays_as_it_is_whatever_a_second_saga_reco
     assert last_event(order_id) == before
 
 
-def test_a_confirmed_order_refuses_compensation_so_nothing_undoes_it(handler, place, lambda_context):
+def test_a_confirmed_order_answers_compensation_with_saga_already_completed_so_nothing_undoes_it(handler, place, lambda_context):
     order_id = place()
     for to in ("STOCK_RESERVED", "AWAITING_MERCHANT", "CONFIRMED"):
         handler.lambda_handler({"order_id": order_id, "to": to}, lambda_context)
-    with pytest.raises(handler.TransitionNotAllowed, match="from CONFIRMED to COMPENSATING"):
-        handler.lambda_handler({"order_id": order_id, "to": "COMPENSATING", "error": {"Error": "OrderExpired"}}, lambda_context)
+    before = last_event(order_id)
+    with pytest.raises(Exception, match="is CONFIRMED: nothing to compensate") as raised:
+        handler.lambda_handler({"order_id": order_id, "to": "COMPENSATING", "error": {"Error": "Sandbox.Timedout"}}, lambda_context)
+    assert type(raised.value).__name__ == "SagaAlreadyCompleted"  # the error name the saga's failure path ends on
+    assert last_event(order_id) == before
     assert handler.lambda_handler({"order_id": order_id, "to": "FAILED"}, lambda_context)["status"] == "CONFIRMED"

@@ -10,7 +10,7 @@ from aws_cdk import aws_lambda as lambda_
 
 from messaging_constructs import EventBus, SecureQueue
 from messaging_constructs.outbox import OUTBOX_FILTER, Outbox
-from messaging_constructs.saga import TRANSIENT_ERRORS, AwaitCallback, Invoke, Saga, SagaStep
+from messaging_constructs.saga import ALREADY_COMPLETED_ERROR, TRANSIENT_ERRORS, AwaitCallback, Invoke, Saga, SagaStep
 from tests.unit.helpers import actions, new_stack, only, resources, statements
 
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:step"
@@ -128,10 +128,17 @@ def test_saga_retries_transient_errors_with_jittered_backoff_and_compensations_o
         "JitterStrategy": "FULL",
     }
     assert "Retry" not in states["Wait"]
-    for compensation in ("UndoA", "UndoC", "Failing", "Finished"):
+    for compensation in ("UndoA", "UndoC", "Finished"):
         (retry,) = states[compensation]["Retry"]
         assert retry["ErrorEquals"] == ["States.ALL"] and retry["MaxAttempts"] == 5 and retry["JitterStrategy"] == "FULL"
         assert states[compensation]["Catch"][0]["Next"] == "Abandoning"
+    # The failure path: SagaAlreadyCompleted ends it succeeded, unretried; matched before States.ALL (the first match wins).
+    already, retry = states["Failing"]["Retry"]
+    assert already == {"ErrorEquals": [ALREADY_COMPLETED_ERROR], "MaxAttempts": 0}
+    assert retry["ErrorEquals"] == ["States.ALL"] and retry["MaxAttempts"] == 5
+    completed, abandoned = states["Failing"]["Catch"]
+    assert completed["ErrorEquals"] == [ALREADY_COMPLETED_ERROR] and states[completed["Next"]] == {"Type": "Succeed"}
+    assert abandoned["ErrorEquals"] == ["States.ALL"] and abandoned["Next"] == "Abandoning"
     assert states["Abandoning"]["Next"] == "Abandoned" and states["Abandoned"]["Type"] == "Fail"
     assert states["Abandoning"]["Catch"][0]["Next"] == "Abandoned"
 
