@@ -5,7 +5,9 @@
 #   make test                       the whole test suite (both profiles), with a local RabbitMQ for the AMQP/STOMP tests
 #                                   and Debian's headless Chromium + chromedriver for the status page tests
 #                                   (scripts/install_chromium.sh installs them as root when missing; without them those
-#                                   tests are skipped, and fail under CI=true)
+#                                   tests are skipped, and fail under CI=true), and Debian's Mosquitto for the MQTT device
+#                                   path tests (scripts/install_mosquitto.sh installs it as root when missing; the tests
+#                                   start their own broker; without it they are skipped, and fail under CI=true)
 #   make rabbitmq                   install (Debian, as root) and start that RabbitMQ on 127.0.0.1
 #   make activemq                   install (Debian, as root) the ActiveMQ the authorization tests start on 127.0.0.1
 #   make deploy STACK=Exercise01Queues [PROFILE=...]
@@ -52,6 +54,7 @@ test: setup
 	@bash scripts/start_rabbitmq.sh || echo "make test: no local RabbitMQ; its tests will be skipped (they fail when CI is set)"
 	@bash scripts/start_activemq.sh || echo "make test: no local ActiveMQ; its tests will be skipped (they fail when CI is set)"
 	@bash scripts/install_chromium.sh || echo "make test: no Chromium and chromedriver; the status page tests will be skipped (they fail when CI is set)"
+	@bash scripts/install_mosquitto.sh || echo "make test: no mosquitto; the MQTT device path tests will be skipped (they fail when CI is set)"
 	$(PY) -m pytest -n 2 --dist loadfile
 
 lint: setup
@@ -67,6 +70,7 @@ bench: setup
 	$(PY) benchmarks/event_store_commands.py
 	$(PY) benchmarks/kafka_consumer_cpu.py
 	$(PY) benchmarks/mq_consumer_cpu.py
+	$(PY) benchmarks/analytics_cpu.py
 	@bash scripts/start_rabbitmq.sh >/dev/null
 	$(PY) benchmarks/amqp_publish_rate.py
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from aws_cdk import App
 
 from messaging_constructs import Profile
+from stacks.capstone_analytics import CapstoneAnalyticsStack
 from stacks.capstone_orders import CapstoneOrdersStack
 from stacks.compliance import add_packs
 from stacks.exercise_01_queues import Exercise01QueuesStack
@@ -32,6 +33,9 @@ def build_app(app: App | None = None, *, compliance: bool = True) -> App:
     )
     CapstoneOrdersStack(
         app, "CapstoneOrders", profile=profile, description="Capstone 07-A: real-time order processing with an outbox, a saga and a circuit breaker"
+    )
+    CapstoneAnalyticsStack(
+        app, "CapstoneAnalytics", profile=profile, description="Capstone 07-B: event-driven analytics with an Iceberg lake, real-time aggregates and erasure"
     )
     if compliance:
         add_packs(app)

@@ -10,14 +10,18 @@ included, as well as this library's wrappers of them. The compliance
 acknowledgements the constructs apply are in :mod:`messaging_constructs.acknowledgements`.
 """
 
+from .device_rule import DeviceRule
 from .encryption import EncryptionKey, KeyUser, allow_service
 from .event_bus import EventBus
 from .event_store import EventStore
+from .event_stream import EventStream, StreamConsumer
 from .function import POWERTOOLS_VERSION, RUNTIME, HandlerFunction, powertools_layer_parameter
 from .function_log_groups import FunctionLogGroups
+from .iceberg_lake import IcebergLake
 from .idempotency_table import IdempotencyTable
 from .kafka_cluster import KafkaCluster, KafkaClusterType
 from .kafka_event_source import KafkaEventSource, ProvisionedPollers
+from .lake_delivery import LakeDelivery
 from .message_broker import BrokerEngine, BrokerUser, MessageBroker
 from .monitoring import NO_ALARM_TOPIC, AlarmTopic, MonitoringDashboard
 from .mq_event_source import MqEventSource
@@ -34,35 +38,42 @@ from .saga import AwaitCallback, Invoke, Saga, SagaStep
 from .scheduler import ScheduleGroup
 from .service_log_groups import ServiceLogGroups
 from .state_table import StateTable
+from .stream_schemas import StreamSchemas
 from .topic import DELIVERY_LOGGING_PROTOCOLS, SecureTopic
 from .websocket_api import PushWebSocketApi
 
 __all__ = [
     "AlarmTopic",
+    "allow_service",
     "AwaitCallback",
     "BrokerEngine",
     "BrokerUser",
     "DELIVERY_LOGGING_PROTOCOLS",
+    "DeviceRule",
     "EncryptionKey",
     "EventBus",
     "EventPipe",
     "EventStore",
+    "EventStream",
     "FunctionLogGroups",
     "HandlerFunction",
+    "IcebergLake",
     "IdempotencyTable",
     "Invoke",
     "KafkaCluster",
     "KafkaClusterType",
     "KafkaEventSource",
     "KeyUser",
+    "LakeDelivery",
     "MessageBroker",
     "MonitoringDashboard",
     "MqEventSource",
     "NO_ALARM_TOPIC",
     "Outbox",
+    "powertools_layer_parameter",
     "POWERTOOLS_VERSION",
-    "PRODUCTION",
     "PrivateNetwork",
+    "PRODUCTION",
     "Profile",
     "Projection",
     "ProvisionedPollers",
@@ -79,6 +90,6 @@ __all__ = [
     "SecureTopic",
     "ServiceLogGroups",
     "StateTable",
-    "allow_service",
-    "powertools_layer_parameter",
+    "StreamConsumer",
+    "StreamSchemas",
 ]

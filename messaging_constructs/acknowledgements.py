@@ -5,12 +5,14 @@ for ``Serverless-SQSRedrivePolicy``, ``aws_solutions_sqs3`` for ``AwsSolutions-S
 a rule that several packs share, such as ``LambdaInsideVPC``, by the rule alone), is
 applied by the construct that needs it, and names one exact finding id (rule and, for
 multi-finding rules, the action or resource), the construct it applies to, and the
-reason. They fall in four kinds only:
+reason. They fall in five kinds only:
 
 - ``RULE_DEFECT``: the rule misjudges a correct configuration;
 - ``AWS_REQUIRED``: a wildcard that AWS itself requires;
 - ``SANDBOX_COST``: a cost or teardown choice of the sandbox profile only;
-- ``NOT_OFFERED``: the control the rule asks for does not exist for the service.
+- ``NOT_OFFERED``: the control the rule asks for does not exist for the service;
+- ``OPERATOR_CHOICE``: the control needs a resource one regional stack cannot own
+  (a bucket in another region); the docs say how to add it.
 
 Each acknowledgement is also recorded as construct metadata
 (``ACKNOWLEDGEMENT_METADATA``) so that the compliance report can list it with
@@ -41,6 +43,7 @@ __all__ = [
     "ACKNOWLEDGE_CONTEXT_KEY",
     "AWS_REQUIRED",
     "NOT_OFFERED",
+    "OPERATOR_CHOICE",
     "RULE_DEFECT",
     "SANDBOX_COST",
     "acknowledge",
@@ -58,12 +61,17 @@ __all__ = [
     "aws_solutions_iam5_log_group_arn_suffix",
     "aws_solutions_iam5_sns_delivery_log_streams",
     "aws_solutions_iam5_state_machine_delivery",
+    "aws_solutions_iam5_object_keys",
     "aws_solutions_iam5_websocket_connections",
+    "aws_solutions_kdf1",
+    "aws_solutions_kds3",
     "aws_solutions_sqs3",
     "dynamodb_in_backup_plan",
     "lambda_concurrency",
     "lambda_inside_vpc",
     "lambda_inside_vpc_websocket_pusher",
+    "s3_bucket_replication_enabled",
+    "s3_default_encryption_kms",
     "secrets_manager_rotation_enabled",
     "serverless_lambda_async_failure_destination",
     "serverless_lambda_event_source_mapping_destination_mq",
@@ -75,6 +83,7 @@ RULE_DEFECT = "rule defect"
 AWS_REQUIRED = "wildcard AWS requires"
 SANDBOX_COST = "sandbox cost choice"
 NOT_OFFERED = "not offered by AWS"
+OPERATOR_CHOICE = "left to the operator"
 
 
 def acknowledge(scope: IConstruct, finding_id: str, kind: str, reason: str) -> None:
@@ -431,3 +440,72 @@ def lambda_inside_vpc_websocket_pusher(function: IConstruct) -> None:
             "endpoint only (a WebSocket API cannot be private and an execute-api VPC endpoint reaches private APIs only); the "
             "isolated network has no NAT, so the function runs outside it. It calls AWS APIs only, signed with its role.",
         )
+
+
+# --- S3, Kinesis, Firehose ---------------------------------------------------
+
+#: The packs with the S3 rules acknowledged below (AwsSolutions has neither).
+_S3_PACKS = ("HIPAA.Security", "NIST.800.53.R5", "PCI.DSS.321")
+
+
+def s3_bucket_replication_enabled(bucket: IConstruct) -> None:
+    """``S3BucketReplicationEnabled`` of HIPAA, NIST and PCI (left to the operator): replication needs a bucket in another
+    region, which a regional stack cannot own (and that bucket would be flagged for not replicating in turn)."""
+    for pack in _S3_PACKS:
+        acknowledge(
+            bucket,
+            f"{pack}-S3BucketReplicationEnabled",
+            OPERATOR_CHOICE,
+            "cross-region replication needs a destination bucket in another region, which this regional stack cannot own; the bucket is "
+            "versioned, so an operator can add a replication rule to a bucket of their choosing (docs/capstone-analytics.md).",
+        )
+
+
+def s3_default_encryption_kms(bucket: IConstruct) -> None:
+    """``S3DefaultEncryptionKMS`` of HIPAA, NIST and PCI (not offered): S3 delivers server access logs only to a bucket
+    encrypted with S3-managed keys."""
+    for pack in _S3_PACKS:
+        acknowledge(
+            bucket,
+            f"{pack}-S3DefaultEncryptionKMS",
+            NOT_OFFERED,
+            "this bucket receives S3 server access logs, and S3 log delivery supports only SSE-S3 (AES-256) default encryption on the "
+            "target bucket, not SSE-KMS; the logs hold request metadata, no object data.",
+        )
+
+
+def aws_solutions_iam5_object_keys(policy: IConstruct, object_arns: "list[str]") -> None:
+    """``AwsSolutions-IAM5[Resource::<bucket>/<prefix>*]`` (wildcard AWS requires): objects written at run time (Iceberg
+    data and metadata files, query results, reports) have keys nobody knows in advance; each grant is scoped to its prefix."""
+    stack = Stack.of(policy)
+    for arn in object_arns:
+        acknowledge(
+            policy,
+            f"AwsSolutions-IAM5[Resource::{_as_nag_renders(stack, arn)}]",
+            AWS_REQUIRED,
+            "S3 object permissions name object ARNs, and these objects (Iceberg data and metadata files, Athena results, erasure reports, "
+            "Firehose error records) get keys at run time; the grant is limited to one prefix of one bucket.",
+        )
+
+
+def aws_solutions_kds3(stream: IConstruct) -> None:
+    """``AwsSolutions-KDS3`` (rule defect): the rule asks for the AWS managed key ``aws/kinesis``; this library encrypts
+    with a customer-managed key, which the rule's own intent (encryption at rest) is better served by."""
+    acknowledge(
+        stream,
+        "AwsSolutions-KDS3",
+        RULE_DEFECT,
+        "the stream is encrypted with a customer-managed KMS key (rotation on, key policy under the stack's control); the rule only "
+        "accepts the AWS managed aws/kinesis key, which cannot be scoped or audited the same way.",
+    )
+
+
+def aws_solutions_kdf1(delivery_stream: IConstruct) -> None:
+    """``AwsSolutions-KDF1`` (not offered): Firehose server-side encryption exists for Direct PUT sources only."""
+    acknowledge(
+        delivery_stream,
+        "AwsSolutions-KDF1",
+        NOT_OFFERED,
+        "Firehose accepts server-side encryption only for Direct PUT delivery streams; with a Kinesis stream as the source the records "
+        "are encrypted at rest by the stream's customer-managed key and land in a bucket encrypted with one.",
+    )

@@ -57,6 +57,9 @@ class SecureQueue(Construct):
         Default: not checked.
     :param retention_period: how long the source keeps messages. Default: 4
         days (a terminal queue: 14 days).
+    :param delivery_delay: how long each message stays invisible after it is
+        sent, 0 to 15 minutes (its age counts the delay: raise
+        ``age_alarm_threshold`` with it). Default: none.
     :param terminal: the queue is itself a dead-letter destination and has no
         DLQ. Default: False.
     :param dead_letter_queue: the DLQ to use instead of a new one: a terminal
@@ -105,6 +108,7 @@ class SecureQueue(Construct):
         visibility_timeout: Duration | None = None,
         consumer_timeout: Duration | None = None,
         retention_period: Duration | None = None,
+        delivery_delay: Duration | None = None,
         terminal: bool = False,
         dead_letter_queue: SecureQueue | sqs.IQueue | None = None,
         max_receive_count: int = 5,
@@ -143,6 +147,7 @@ class SecureQueue(Construct):
             retention_period = retention_period or MAX_RETENTION
             check_duration_range("retention period", retention_period, Duration.minutes(1), MAX_RETENTION)
         age_alarm_threshold = age_alarm_threshold or Duration.minutes(15)
+        check_duration_range("delivery delay", delivery_delay, Duration.seconds(0), Duration.minutes(15))
 
         require(not (sqs_managed_encryption and encryption_key is not None), "sqs_managed_encryption and encryption_key exclude each other")
         self.key: kms.IKey | None = None if sqs_managed_encryption else key_or_new(self, encryption_key, self.profile)
@@ -187,6 +192,7 @@ class SecureQueue(Construct):
             queue_name=queue_name,
             visibility_timeout=visibility_timeout,
             retention_period=retention_period,
+            delivery_delay=delivery_delay,
             dead_letter_queue=dead_letter,
             content_based_deduplication=content_based_deduplication or None,
             deduplication_scope=sqs.DeduplicationScope.MESSAGE_GROUP if high_throughput else None,

@@ -19,6 +19,7 @@ from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from . import acknowledgements as ack
+from ._iam import ManagedPolicyRole
 from ._interfaces import function_of
 from ._naming import per_stack_creation
 from ._validation import check_range, check_threshold, require
@@ -29,6 +30,7 @@ from .profile import Profile
 
 if TYPE_CHECKING:
     from ._interfaces import FunctionLike
+    from .event_stream import EventStream
 
 #: How methods are authorized: SigV4-signed requests checked against IAM, or a Cognito user pool's tokens.
 AUTHORIZATIONS = ("iam", "cognito")
@@ -68,6 +70,9 @@ ACCESS_LOG_FIELDS: dict[str, str] = {
     "wafResponseCode": "$context.wafResponseCode",
     "xrayTraceId": "$context.xrayTraceId",
 }
+
+#: The body of an AWS integration's error answer: the service's message, never its request.
+_ERROR_TEMPLATE = "{\"message\": $input.json('$.message')}"
 
 _SEGMENT = re.compile(r"^(?:[A-Za-z0-9._~-]+|\{[A-Za-z0-9._-]+\+?\})$")
 _PARAMETER = re.compile(r"^\{([A-Za-z0-9._-]+)\+?\}$")
@@ -316,6 +321,87 @@ class SecureRestApi(Construct):
 
         Returns the ``apigateway.Method``.
         """
+        integration = apigateway.LambdaIntegration(function_of(handler), proxy=True, allow_test_invoke=False)
+        return self._route(method, path, integration, request_model=request_model, required_headers=required_headers)
+
+    def add_stream_route(
+        self,
+        method: str,
+        path: str,
+        stream: EventStream,
+        *,
+        request_model: Mapping,
+        records_field: str = "events",
+        partition_key_field: str = "user_id",
+    ) -> apigateway.Method:
+        """Route ``method`` on ``path`` straight to Kinesis ``PutRecords`` on ``stream``: no function in the path.
+
+        The body is ``{"<records_field>": [record, ...]}`` (1 to 500 records, as
+        ``request_model``, a draft-4 schema of the body, says; API Gateway refuses
+        anything else with 400 before Kinesis sees it). Each record becomes one
+        stream record: its JSON as the data, its ``partition_key_field`` as the
+        partition key (the model must require it: Kinesis refuses an empty key).
+        PutRecords is not atomic: the answer is 200 when every record was
+        stored, 207 when some were not, with ``failed`` (how many) and
+        ``results`` (per record, in order: ``SequenceNumber`` and ``ShardId``,
+        or ``ErrorCode`` and ``ErrorMessage``), so the client resends exactly
+        the records that failed. A Kinesis error is answered 400 (the request)
+        or 500 (Kinesis; the server-errors alarm). API Gateway calls Kinesis
+        with a role that may put records on this stream only.
+        """
+        require(bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", records_field)), f"records_field must be a JSON field name, got {records_field!r}")
+        require(
+            bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", partition_key_field)), f"partition_key_field must be a JSON field name, got {partition_key_field!r}"
+        )
+        role = ManagedPolicyRole(
+            self,
+            f"{_route_id(method.upper(), _normalize_path(path))}Role",
+            assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
+            description=f"API {self.node.path} puts records on its stream",
+        )
+        stream.grant_write(role)
+        request = (
+            f"#set($records = $input.path('$.{records_field}'))\n"
+            f'{{"StreamName": "{stream.stream_name}", "Records": [\n'
+            f"#foreach($record in $records)\n"
+            f'{{"Data": "$util.base64Encode($input.json("$.{records_field}[$foreach.index]"))", '
+            f'"PartitionKey": "$util.escapeJavaScript($record.{partition_key_field})"}}#if($foreach.hasNext),#end\n'
+            "#end\n"
+            "]}"
+        )
+        response = (
+            "#if($input.path('$.FailedRecordCount') > 0)#set($context.responseOverride.status = 207)#end\n"
+            "{\"failed\": $input.json('$.FailedRecordCount'), \"results\": $input.json('$.Records')}"
+        )
+        integration = apigateway.AwsIntegration(
+            service="kinesis",
+            action="PutRecords",
+            integration_http_method="POST",
+            options=apigateway.IntegrationOptions(
+                credentials_role=role,
+                passthrough_behavior=apigateway.PassthroughBehavior.NEVER,
+                request_parameters={"integration.request.header.Content-Type": "'application/x-amz-json-1.1'"},
+                request_templates={"application/json": request},
+                integration_responses=[
+                    apigateway.IntegrationResponse(status_code="200", response_templates={"application/json": response}),
+                    apigateway.IntegrationResponse(status_code="400", selection_pattern="4\\d{2}", response_templates={"application/json": _ERROR_TEMPLATE}),
+                    apigateway.IntegrationResponse(status_code="500", selection_pattern="5\\d{2}", response_templates={"application/json": _ERROR_TEMPLATE}),
+                ],
+            ),
+        )
+        responses = [apigateway.MethodResponse(status_code=code) for code in ("200", "207", "400", "500")]
+        return self._route(method, path, integration, request_model=request_model, method_responses=responses)
+
+    def _route(
+        self,
+        method: str,
+        path: str,
+        integration: apigateway.Integration,
+        *,
+        request_model: Mapping | None = None,
+        required_headers: Sequence[str] = (),
+        method_responses: Sequence[apigateway.MethodResponse] | None = None,
+    ) -> apigateway.Method:
         verb = method.upper()
         require(verb in HTTP_METHODS, f"method must be one of {', '.join(sorted(HTTP_METHODS))}, got {method!r}")
         path = _normalize_path(path)
@@ -335,10 +421,11 @@ class SecureRestApi(Construct):
         resource = self.api.root.resource_for_path(path)
         created = resource.add_method(
             verb,
-            apigateway.LambdaIntegration(function_of(handler), proxy=True, allow_test_invoke=False),
+            integration,
             request_validator=self.request_validator,
             request_parameters=parameters or None,
             request_models=models,
+            method_responses=list(method_responses) if method_responses else None,
             **authorization,
         )
         self.routes[(verb, path)] = created

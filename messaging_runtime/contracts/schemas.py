@@ -29,7 +29,7 @@ UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-
 _DRAFT_4_KEYWORDS = frozenset(
     {
         "$ref", "title", "description", "default", "type", "enum", "allOf", "anyOf", "oneOf", "not",
-        "properties", "required", "additionalProperties", "minProperties", "maxProperties",
+        "properties", "patternProperties", "required", "additionalProperties", "minProperties", "maxProperties",
         "items", "minItems", "maxItems", "uniqueItems",
         "minLength", "maxLength", "pattern", "format",
         "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
@@ -73,7 +73,7 @@ def _draft_4(node: Any, renames: dict[str, str], *, in_properties: bool = False)
             out[key] = True
         elif key == "format" and value == "uuid":
             out["pattern"] = UUID_PATTERN
-        elif key == "properties":
+        elif key in ("properties", "patternProperties"):
             out[key] = _draft_4(value, renames, in_properties=True)
         elif key in ("items", "additionalProperties", "not", *_SCHEMA_LISTS):
             out[key] = _draft_4(value, renames)
@@ -110,6 +110,13 @@ def registry_schema(kind: EventKind[Any], version: int | None = None) -> str:
         "definitions": definitions,
     }
     return json.dumps(document, sort_keys=True)
+
+
+def record_schema(kind: EventKind[Any], version: int | None = None) -> str:
+    """The draft 4 schema of one record of ``kind`` at ``version`` (default: the current one), for a stream's schema registry
+    (AWS Glue Schema Registry, JSON data format): the consumer's view, as the stream's consumers read it; sorted keys."""
+    version = kind.versions[-1] if version is None else version
+    return json.dumps({"$schema": DRAFT_4, **json_schema(kind.model(version))}, sort_keys=True)
 
 
 def registry_schemas(kinds: Iterable[EventKind[Any]]) -> dict[str, str]:

@@ -11,7 +11,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from messaging_constructs import acknowledgements
-from messaging_constructs.acknowledgements import ACKNOWLEDGEMENT_METADATA, AWS_REQUIRED, NOT_OFFERED, RULE_DEFECT, SANDBOX_COST
+from messaging_constructs.acknowledgements import ACKNOWLEDGEMENT_METADATA, AWS_REQUIRED, NOT_OFFERED, OPERATOR_CHOICE, RULE_DEFECT, SANDBOX_COST
 
 FUNCTIONS = [name for name in acknowledgements.__all__ if inspect.isfunction(getattr(acknowledgements, name)) and name != "acknowledge"]
 
@@ -28,6 +28,8 @@ def _apply(name: str) -> list[dict]:
         function(target, sns.Topic(stack, "Topic"))
     elif parameters == ["policy", "log_group_arns"]:
         function(target, ["arn:aws:logs:us-east-1:123456789012:log-group:/test"])
+    elif parameters == ["policy", "object_arns"]:
+        function(target, ["arn:aws:s3:::lake/warehouse/*"])
     elif parameters == ["policy", "executions_arn"]:
         function(target, "arn:aws:states:us-east-1:123456789012:execution:saga:*")
     elif parameters == ["grantee", "connections_arn"]:
@@ -48,7 +50,7 @@ def _flat(text: str) -> str:
 
 
 def test_the_module_is_public_and_lists_its_functions():
-    assert len(FUNCTIONS) == 25
+    assert len(FUNCTIONS) == 30
     assert all(getattr(acknowledgements, name).__doc__ for name in FUNCTIONS)
 
 
@@ -60,5 +62,5 @@ def test_each_function_is_named_after_the_rule_it_acknowledges(name):
     rules = {finding["id"].split("[")[0] for finding in findings}
     named = any(_flat(name).startswith(_flat(rule)) or _flat(name).startswith(_flat(rule.split("-", 1)[1])) for rule in rules)
     assert named, f"{name} acknowledges {sorted(rules)}"
-    assert {finding["kind"] for finding in findings} <= {RULE_DEFECT, AWS_REQUIRED, SANDBOX_COST, NOT_OFFERED}
+    assert {finding["kind"] for finding in findings} <= {RULE_DEFECT, AWS_REQUIRED, SANDBOX_COST, NOT_OFFERED, OPERATOR_CHOICE}
     assert all(len(finding["reason"]) > 40 for finding in findings)

@@ -19,7 +19,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILES = ["sandbox", "production"]
-STACKS = ["Exercise01Queues", "Exercise02EventBridge", "Exercise03Streaming", "Exercise04EventSourcing", "Exercise05EnterpriseMessaging", "CapstoneOrders"]
+STACKS = [
+    "Exercise01Queues",
+    "Exercise02EventBridge",
+    "Exercise03Streaming",
+    "Exercise04EventSourcing",
+    "Exercise05EnterpriseMessaging",
+    "CapstoneOrders",
+    "CapstoneAnalytics",
+]
 
 #: Resource types whose ``Ref`` is the name CloudWatch uses in a dimension. Every
 #: other ``Ref`` is not: a queue's is its URL, a topic's and an MSK cluster's their
@@ -32,6 +40,9 @@ REF_IS_NAME = {
     "AWS::Pipes::Pipe",
     "AWS::Scheduler::ScheduleGroup",
     "AWS::ApiGatewayV2::Api",  # its Ref is the API id, the ApiId dimension
+    "AWS::Kinesis::Stream",
+    "AWS::KinesisFirehose::DeliveryStream",
+    "AWS::IoT::TopicRule",
 }
 #: Dimensions whose value is a resource's ARN, and the types whose Ref is that ARN.
 REF_IS_ARN = {"StateMachineArn": {"AWS::StepFunctions::StateMachine"}}

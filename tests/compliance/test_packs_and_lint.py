@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from messaging_constructs.acknowledgements import AWS_REQUIRED, NOT_OFFERED, RULE_DEFECT, SANDBOX_COST
+from messaging_constructs.acknowledgements import AWS_REQUIRED, NOT_OFFERED, OPERATOR_CHOICE, RULE_DEFECT, SANDBOX_COST
 from stacks.compliance import PACKS
 
 PROFILES = ["sandbox", "production"]
@@ -42,9 +42,9 @@ def test_every_acknowledgement_hides_a_real_finding(unacknowledged, profile):
 
 
 @pytest.mark.parametrize("profile", PROFILES)
-def test_acknowledgements_are_of_the_three_allowed_kinds_with_reasons(checked, profile):
+def test_acknowledgements_are_of_the_allowed_kinds_with_reasons(checked, profile):
     for ack in checked(profile).acknowledgements:
-        assert ack.kind in {RULE_DEFECT, AWS_REQUIRED, SANDBOX_COST, NOT_OFFERED}
+        assert ack.kind in {RULE_DEFECT, AWS_REQUIRED, SANDBOX_COST, NOT_OFFERED, OPERATOR_CHOICE}
         assert len(ack.reason) > 40
 
 

@@ -28,7 +28,21 @@ from hypothesis import strategies as st
 from pydantic import Field, ValidationError
 
 from messaging_runtime import contracts
-from messaging_runtime.contracts import Contract, EventKind, OneOf, accounts, checkout, clicks, inventory, invoices, orders, quotes, reports, shipments
+from messaging_runtime.contracts import (
+    Contract,
+    EventKind,
+    OneOf,
+    accounts,
+    analytics,
+    checkout,
+    clicks,
+    inventory,
+    invoices,
+    orders,
+    quotes,
+    reports,
+    shipments,
+)
 from messaging_runtime.contracts.fields import WholeNumber
 from messaging_runtime.contracts.schemas import json_schema, registry_schema, registry_schemas
 from messaging_runtime.rejection import reason_of
@@ -108,10 +122,16 @@ def producer_events(model: type[Contract]) -> st.SearchStrategy[Contract]:
     return from_schema(schema, definitions).filter(valid).map(model.model_validate)
 
 
+#: Fields that are maps of the producer's own keys (an analytics event's ``properties``), not objects of the contract: a later
+#: release adds fields beside them, never keys inside them (whose values the contract keeps to text, numbers and booleans).
+OPEN_MAPS = frozenset({"properties"})
+
+
 def with_unknown_fields(data: Any, name: str = "added_in_a_later_release") -> Any:
     """``data`` with one more field in every object: what a producer that added an optional field sends."""
     if isinstance(data, dict):
-        return {**{key: with_unknown_fields(value, name) for key, value in data.items()}, name: {"any": ["json", 1, None]}}
+        fields = {key: value if key in OPEN_MAPS and isinstance(value, dict) else with_unknown_fields(value, name) for key, value in data.items()}
+        return {**fields, name: {"any": ["json", 1, None]}}
     if isinstance(data, list):
         return [with_unknown_fields(value, name) for value in data]
     return data
@@ -287,6 +307,17 @@ def deliveries(blueprints: dict[str, Blueprint], producer: str, sent: Sent) -> s
                 found.add(blueprint.function_name(mapping["FunctionName"]["Ref"]))
     elif via == "direct reply-to":  # the reply goes straight back to the channel of the requester that asked
         found.add("quote_requester")
+    elif via == "kinesis":  # the stream's readers: its event source mappings, and Firehose's transformation function
+        (stream,) = blueprint.of_type("AWS::Kinesis::Stream")
+        found.update(name for name, _ in blueprint.readers(stream))
+        for delivery in blueprint.of_type("AWS::KinesisFirehose::DeliveryStream").values():
+            if delivery["KinesisStreamSourceConfiguration"]["KinesisStreamARN"] == {"Fn::GetAtt": [stream, "Arn"]}:
+                for processor in delivery["IcebergDestinationConfiguration"]["ProcessingConfiguration"]["Processors"]:
+                    arn = next(p["ParameterValue"] for p in processor["Parameters"] if p["ParameterName"] == "LambdaArn")
+                    found.add(blueprint.function_name(arn["Fn::GetAtt"][0]))
+    elif via.startswith("queue "):  # sent to a queue by name (an operator's request)
+        (queue,) = [k for k in blueprint.of_type("AWS::SQS::Queue") if k.startswith(via.removeprefix("queue ")) and "DeadLetter" not in k]
+        found.update(blueprint.queue_consumers(queue))
     return found
 
 
@@ -325,6 +356,9 @@ PRODUCERS: dict[str, tuple[tuple[tuple[EventKind[Any], int], ...], str, str]] = 
     # Through the outbox: the pipe puts what they wrote on the bus.
     "order_api": (((checkout.ORDER_ACCEPTED, 1),), "CapstoneOrders", "bus"),
     "order_status": (((checkout.ORDER_STATUS_CHANGED, 1),), "CapstoneOrders", "bus"),
+    # Straight onto the stream: API Gateway's PutRecords integration and the IoT rule's Kinesis action, no function.
+    "ingest": (((analytics.ANALYTICS_EVENT, 1),), "CapstoneAnalytics", "kinesis"),
+    "operator": (((analytics.ERASURE_REQUEST, 1),), "CapstoneAnalytics", "queue ErasureRequests"),
 }
 
 #: What each consumer reads: an event kind, or several that share its channel. A queue no function reads yet holds the registry's kind.
@@ -355,6 +389,9 @@ CONSUMERS: dict[str, EventKind[Any] | OneOf | dict[str, EventKind[Any]]] = {
     "invoice_consumer": invoices.INVOICE,
     "saga_starter": checkout.ORDER_ACCEPTED,
     "status_pusher": checkout.ORDER_STATUS_CHANGED,
+    "lake_transform": analytics.ANALYTICS_EVENT,
+    "event_aggregator": analytics.ANALYTICS_EVENT,
+    "lake_erasure": analytics.ERASURE_REQUEST,
 }
 
 #: The consumers each kind can reach: the routing the stacks build, spelled out (the tests check the derived routing against it).
@@ -382,6 +419,8 @@ EXPECTED_ROUTES = {
     "InvoiceVoided": set(),
     "OrderAccepted": {"saga_starter"},
     "OrderStatusChanged": {"status_pusher"},
+    "AnalyticsEvent": {"lake_transform", "event_aggregator"},
+    "ErasureRequest": {"lake_erasure"},
 }
 
 SENDS = [(producer, kind, version) for producer, (sent, _, _) in PRODUCERS.items() for kind, version in sent]

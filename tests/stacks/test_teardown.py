@@ -14,7 +14,15 @@ import re
 import pytest
 
 PROFILES = ["sandbox", "production"]
-STACKS = ["Exercise01Queues", "Exercise02EventBridge", "Exercise03Streaming", "Exercise04EventSourcing", "Exercise05EnterpriseMessaging", "CapstoneOrders"]
+STACKS = [
+    "Exercise01Queues",
+    "Exercise02EventBridge",
+    "Exercise03Streaming",
+    "Exercise04EventSourcing",
+    "Exercise05EnterpriseMessaging",
+    "CapstoneOrders",
+    "CapstoneAnalytics",
+]
 RETAINED = {"Retain", "RetainExceptOnCreate", "Snapshot"}
 #: Properties whose references do not hold the resource up: principals named in a policy,
 #: and a log group named after the resource whose logs it keeps.

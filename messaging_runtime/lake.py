@@ -1,0 +1,147 @@
+"""The analytics lake's tables and what goes in them: one row per event, one per record that is not an event.
+
+Two Apache Iceberg tables in one Glue database, written by Amazon Data Firehose
+from the events stream through a transformation function that reads every
+record with the ``AnalyticsEvent`` contract:
+
+- ``events``: one row per event, partitioned by ``event_date`` and
+  ``event_type`` (identity partitions: a query for a day and a type reads only
+  that folder). ``arrival_time`` is when the stream received the record;
+  ``event_time`` when the producer says it happened.
+- ``quarantine``: one row per record that is not a valid event, with the
+  reason, the payload as it came and, when the payload names one, the
+  ``user_id`` (so that an erasure finds it), partitioned by ``quarantine_date``.
+
+Timestamps are written as ISO 8601 text in UTC with microseconds
+(``2026-12-01T10:00:00.123456Z``) and read with ``from_iso8601_timestamp`` in
+the named queries: the same text whichever engine or writer, and never a time
+zone bug between Firehose's JSON conversion and the reader. Dates are
+``YYYY-MM-DD`` text (the partition values).
+
+An event is late when it arrives more than ``LATE_AFTER`` after its event
+time: kept in the lake like any other, counted by the aggregates and the
+late-arriving-share query.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from .contracts.analytics import ANALYTICS_EVENT, AnalyticsEventV1
+from .rejection import Rejected, validation_reason
+
+EVENTS_TABLE = "events"
+QUARANTINE_TABLE = "quarantine"
+#: An event that arrives later than this after its event time is late.
+LATE_AFTER = timedelta(minutes=5)
+#: The longest payload kept whole in quarantine (characters); a longer one is cut there, its length noted in the reason.
+MAX_QUARANTINED_PAYLOAD = 65_536
+
+#: The ``events`` table's columns, in order: name, Iceberg type, whether a row always has it.
+EVENT_COLUMNS: tuple[tuple[str, str, bool], ...] = (
+    ("event_id", "string", True),
+    ("event_type", "string", True),
+    ("event_date", "string", True),
+    ("event_time", "string", True),
+    ("arrival_time", "string", True),
+    ("user_id", "string", True),
+    ("platform", "string", True),
+    ("session_id", "string", False),
+    ("page", "string", False),
+    ("device_id", "string", False),
+    ("properties", "string", True),
+    ("schema_version", "int", True),
+)
+EVENT_PARTITIONS = ("event_date", "event_type")
+
+QUARANTINE_COLUMNS: tuple[tuple[str, str, bool], ...] = (
+    ("record_id", "string", True),
+    ("quarantine_date", "string", True),
+    ("arrival_time", "string", True),
+    ("reason", "string", True),
+    ("payload", "string", True),
+    ("user_id", "string", False),
+)
+QUARANTINE_PARTITIONS = ("quarantine_date",)
+
+
+def timestamp_text(moment: datetime) -> str:
+    """``moment`` as the lake writes a time: UTC, four-digit year, microseconds, ``Z`` (text sorts as time does)."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def arrival(milliseconds: Any) -> datetime:
+    """The stream's ``approximateArrivalTimestamp`` (milliseconds since 1970 in a Firehose record, seconds in a Lambda
+    Kinesis record: pass seconds * 1000) as a time."""
+    if isinstance(milliseconds, bool) or not isinstance(milliseconds, (int, float)):
+        raise ValueError(f"approximateArrivalTimestamp must be a number, got {milliseconds!r}")
+    return datetime.fromtimestamp(milliseconds / 1000, UTC)
+
+
+def read_event(data: bytes) -> AnalyticsEventV1:
+    """One stream record's data as an event; ``Rejected`` with the reason (no payload values in it) otherwise."""
+    try:
+        return ANALYTICS_EVENT.parse(data)  # type: ignore[return-value]
+    except ValidationError as error:
+        raise Rejected(validation_reason(error, root="event")) from None
+    except Exception as error:  # anything else that stops one record being read is that record's reason
+        raise Rejected(f"the record cannot be read: {type(error).__name__}: {error}") from None
+
+
+def is_late(event: AnalyticsEventV1, arrived: datetime) -> bool:
+    return arrived - event.event_time > LATE_AFTER
+
+
+def event_row(event: AnalyticsEventV1, arrived: datetime) -> dict[str, Any]:
+    """The ``events`` row of ``event``, received by the stream at ``arrived``."""
+    properties = json.loads(event.model_dump_json(include={"properties"}))["properties"]
+    return {
+        "event_id": str(event.event_id),
+        "event_type": event.event_type,
+        "event_date": event.event_time.astimezone(UTC).date().isoformat(),
+        "event_time": timestamp_text(event.event_time),
+        "arrival_time": timestamp_text(arrived),
+        "user_id": event.user_id,
+        "platform": event.platform,
+        "session_id": event.session_id,
+        "page": event.page,
+        "device_id": event.device_id,
+        "properties": json.dumps(properties, sort_keys=True, separators=(",", ":")),
+        "schema_version": event.schema_version,
+    }
+
+
+def quarantine_row(record_id: str, data: bytes, reason: str, arrived: datetime) -> dict[str, Any]:
+    """The ``quarantine`` row of a record that is not an event: its payload as text (``base64:`` and the bytes when
+    they are not UTF-8), the reason, and the ``user_id`` its JSON names, if any (what an erasure looks for)."""
+    try:
+        payload = data.decode()
+    except UnicodeDecodeError:
+        payload = "base64:" + base64.b64encode(data).decode()
+    if len(payload) > MAX_QUARANTINED_PAYLOAD:
+        reason = f"{reason} (payload of {len(payload)} characters cut to {MAX_QUARANTINED_PAYLOAD})"
+        payload = payload[:MAX_QUARANTINED_PAYLOAD]
+    return {
+        "record_id": record_id,
+        "quarantine_date": arrived.date().isoformat(),
+        "arrival_time": timestamp_text(arrived),
+        "reason": reason,
+        "payload": payload,
+        "user_id": user_named_in(data),
+    }
+
+
+def user_named_in(data: bytes) -> str | None:
+    """The ``user_id`` a JSON object names at its top level, when it is text; None otherwise."""
+    try:
+        document = json.loads(data)
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes (it was quarantined for that)
+        return None
+    user = document.get("user_id") if isinstance(document, Mapping) else None
+    return user if isinstance(user, str) and 0 < len(user) <= 256 else None
