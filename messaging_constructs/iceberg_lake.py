@@ -197,10 +197,11 @@ class IcebergLake(Construct):
                 "RemovalPolicy": "destroy" if self.profile.removal_policy == RemovalPolicy.DESTROY else "retain",
             },
         )
+        # CreateTable and DeleteTable are authorized on the catalog and the database as well as the table.
         iam.Grant.add_to_principal(
             grantee=self.table_handler,
             actions=["glue:GetTable", "glue:CreateTable", "glue:UpdateTable", "glue:DeleteTable"],
-            resource_arns=self._glue_arns([name])[2:],
+            resource_arns=self._glue_arns([name]),
         )
         # Athena needs the database, the workgroup and the handler's permissions before the DDL runs.
         table.node.add_dependency(self.database, self.workgroup, self.table_handler.role.policy, self.results_bucket)

@@ -13,6 +13,8 @@ from messaging_constructs import (
     DeviceRule,
     EventStream,
     IcebergLake,
+    KafkaCluster,
+    KafkaEventSource,
     LakeDelivery,
     Profile,
     QueueEventSource,
@@ -39,6 +41,10 @@ PRODUCTION_SHARDS = 12
 MAX_EVENTS_PER_REQUEST = 500
 #: Aggregates and erasure items are kept this long (DynamoDB TTL).
 AGGREGATE_DAYS = 30
+#: The context key that adds the optional Kafka source (``-c analytics-kafka-source=true``).
+KAFKA_SOURCE_CONTEXT = "analytics-kafka-source"
+KAFKA_TOPIC = "clickstream"
+KAFKA_CONSUMER_GROUP = "analytics-forwarder"
 #: An erasure waits this long, so that the user's events still in flight reach the lake first (freshness target + margin).
 ERASURE_DELAY = Duration.minutes(15)
 FRESHNESS_TARGET = Duration.minutes(5)
@@ -81,14 +87,24 @@ class CapstoneAnalyticsStack(Stack):
       funnel, top pages, late share, freshness, quarantine);
     - erasure requests (a queue) remove a user's rows from the lake and their
       share from the aggregates, and leave a report in the lake bucket;
-    - the contract is registered in a Glue schema registry (BACKWARD).
+    - the contract is registered in a Glue schema registry (BACKWARD);
+    - optionally (``kafka_source``, or the context value ``analytics-kafka-source``),
+      Exercise 03's Kafka path as a third source: an MSK cluster with the
+      ``clickstream`` topic, whose clicks a forwarder function puts on the
+      stream as analytics events (an MSK cluster costs money idle: off by default).
+
+    :param kafka_source: add the Kafka source. Default: the context value ``analytics-kafka-source`` (``true``), else no.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, profile: Profile | None = None, **kwargs) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, profile: Profile | None = None, kafka_source: bool | None = None, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
         profile = profile or Profile.of(self)
-        # In production the functions run in the network: the erasure and the table handler reach Athena and S3 through endpoints.
-        blueprint = Blueprint.create(self, profile, interface_endpoints=[ec2.InterfaceVpcEndpointAwsService.ATHENA])
+        if kafka_source is None:
+            kafka_source = str(self.node.try_get_context(KAFKA_SOURCE_CONTEXT)).lower() == "true"
+        # In production the functions run in the network: the erasure and the table handler reach Athena and S3 through
+        # endpoints; the Kafka source needs the network in any profile (MSK), and its forwarder reaches Kinesis through one.
+        endpoints = [ec2.InterfaceVpcEndpointAwsService.ATHENA, *([ec2.InterfaceVpcEndpointAwsService.KINESIS_STREAMS] if kafka_source else [])]
+        blueprint = Blueprint.create(self, profile, interface_endpoints=endpoints, network=True if kafka_source else None)
         if blueprint.network is not None:
             blueprint.network.ensure_gateway_endpoint(ec2.GatewayVpcEndpointAwsService.S3)
         common, dashboard = blueprint.common, blueprint.dashboard
@@ -153,6 +169,9 @@ class CapstoneAnalyticsStack(Stack):
         aggregates.grant_items(erasure, "dynamodb:Query", "dynamodb:BatchWriteItem")
         QueueEventSource(self, "ErasureRequestsSource", consumer=erasure, queue=erasures, batch_size=1, max_concurrency=2)
 
+        if kafka_source:
+            self._add_kafka_source(blueprint, stream)
+
         CfnOutput(self, "IngestUrl", value=f"{api.url}events")
         CfnOutput(self, "StreamName", value=stream.stream_name)
         CfnOutput(self, "DeviceTopicFilter", value=devices.topic_filter)
@@ -163,3 +182,27 @@ class CapstoneAnalyticsStack(Stack):
         CfnOutput(self, "AggregatesTable", value=aggregates.table.table_name)
         CfnOutput(self, "ErasureRequestsQueueUrl", value=erasures.queue.queue_url)
         CfnOutput(self, "AlarmTopicArn", value=blueprint.alarms.topic_arn)
+
+    def _add_kafka_source(self, blueprint: Blueprint, stream: EventStream) -> None:
+        """Exercise 03's Kafka path: an MSK cluster and topic, and a forwarder from the topic to the stream."""
+        network, common = blueprint.network, blueprint.common
+        assert network is not None
+        cluster = KafkaCluster(self, "KafkaCluster", network=network, **common)
+        topic = cluster.add_topic("ClickstreamTopic", KAFKA_TOPIC, partitions=blueprint.profile.pick(sandbox=6, production=24))
+        forwarder = blueprint.function("KafkaForwarder", "kafka_forwarder", environment={"STREAM_NAME": stream.stream_name})
+        stream.grant_write(forwarder)
+        source = KafkaEventSource(
+            self,
+            "KafkaSource",
+            consumer=forwarder,
+            cluster=cluster,
+            topic=KAFKA_TOPIC,
+            consumer_group=KAFKA_CONSUMER_GROUP,
+            topic_resource=topic,
+            batch_size=500,
+            max_batching_window=Duration.seconds(1),
+            **common,
+        )
+        blueprint.dashboard.monitor(cluster).monitor(source)
+        CfnOutput(self, "KafkaClusterArn", value=cluster.cluster_arn)
+        CfnOutput(self, "KafkaTopic", value=KAFKA_TOPIC)

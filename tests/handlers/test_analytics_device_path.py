@@ -1,7 +1,7 @@
 """Device events over MQTT into the analytics lake: a real Mosquitto, the topic rule read from its SQL, the real transform.
 
 CapstoneAnalytics devices (AWS IoT things) publish their events on ``analytics/devices/<thing name>/events``; a topic
-rule (``RULE_SQL``) puts each one on the events stream with the partition key ``PARTITION_KEY`` and sends what its
+rule (read from the synthesized template) puts each one on the events stream with the rule's partition key and sends what its
 Kinesis action fails on to an error queue; Firehose hands the stream's records to ``lambdas/lake_transform``, which
 makes each one an ``events`` row or a ``quarantine`` row. Here:
 
@@ -10,7 +10,7 @@ makes each one an ``events`` row or a ``quarantine`` row. Here:
   ``analytics/devices/<its client id>/events``, and a device's client id is its thing name;
 - devices are paho clients (MQTT 5, QoS 1) whose client ids are their thing names;
 - a subscriber on the rule's topic filter stands for the rules engine: every message it receives goes through the rule
-  as ``tests/handlers/iot_rule.py`` reads it from ``RULE_SQL`` and becomes a stream record (its partition key from the
+  as ``tests/handlers/iot_rule.py`` reads it from the rule's SQL and becomes a stream record (its partition key from the
   template), an error action message on the error queue (when Kinesis refuses the record), or, for a payload the
   SQL cannot add fields to, no more than an entry in the AWS IoT logs;
 - a witness subscribed to ``#`` shows that the messages outside the filter did go through the broker;
@@ -57,12 +57,14 @@ try:
 except ImportError as missing:  # the dev extra installs it
     MISSING_PACKAGE = f"the Python package {missing.name} is not installed (pip install -e '.[dev]')"
 
-# The CapstoneAnalytics device rule, as the blueprint specifies it: the AWS::IoT::TopicRule's Sql (AwsIotSqlVersion
-# 2016-03-23) and its Kinesis action's PartitionKey. The rule and stream names only appear in error action messages.
-RULE_SQL = "SELECT *, topic(3) AS device_id, 'device' AS platform FROM 'analytics/devices/+/events'"
-RULE_SQL_VERSION = "2016-03-23"
-PARTITION_KEY = "${user_id}"
+# The rule is read from the synthesized CapstoneAnalytics template (the ``rule`` fixture): its AWS::IoT::TopicRule's Sql
+# and AwsIotSqlVersion and its Kinesis action's PartitionKey. CloudFormation names the rule and the stream at deploy time;
+# these stand-ins only appear in error action messages.
 RULE_NAME = "CapstoneAnalyticsDeviceEvents"
+# The interpreter's own tests (at the end) use the blueprint's rule written out; test_the_blueprints_rule_is_the_one_written_out
+# keeps the two equal.
+RULE_SQL = "SELECT *, topic(3) AS device_id, 'device' AS platform FROM 'analytics/devices/+/events'"
+PARTITION_KEY = "${user_id}"
 STREAM_NAME = "capstone-analytics-events"
 
 MOSQUITTO = Path("/usr/sbin/mosquitto")
@@ -425,8 +427,12 @@ def firehose_event(records: list[StreamRecord], arrived: datetime) -> dict[str, 
 
 
 @pytest.fixture(scope="module")
-def rule() -> TopicRule:
-    return TopicRule.parse(RULE_SQL, PARTITION_KEY, sql_version=RULE_SQL_VERSION)
+def rule(template_json: Callable[[str, str], dict[str, Any]]) -> TopicRule:
+    """The blueprint's device rule, as synthesized: its SQL, SQL version and the Kinesis action's partition key."""
+    resources = template_json("sandbox", "CapstoneAnalytics")["Resources"]
+    (payload,) = [r["Properties"]["TopicRulePayload"] for r in resources.values() if r["Type"] == "AWS::IoT::TopicRule"]
+    (action,) = payload["Actions"]
+    return TopicRule.parse(payload["Sql"], action["Kinesis"]["PartitionKey"], sql_version=payload["AwsIotSqlVersion"])
 
 
 @pytest.fixture(scope="module")
@@ -570,6 +576,10 @@ def test_nothing_published_on_a_matching_topic_is_lost(device_path: DevicePath) 
 
 
 # --- the rule interpreter -------------------------------------------------------------------------------------------
+
+
+def test_the_blueprints_rule_is_the_one_written_out(rule: TopicRule) -> None:
+    assert rule == TopicRule.parse(RULE_SQL, PARTITION_KEY)
 
 
 def test_the_rule_is_read_from_its_sql(rule: TopicRule) -> None:

@@ -35,11 +35,26 @@ def _layer_name(logical_id: str) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def layer_packages(checked, template_json) -> dict[str, set[str]]:
+def templates(checked, template_json) -> list[dict]:
+    """Every blueprint as ``make synth`` builds it (sandbox), and CapstoneAnalytics with its optional Kafka source,
+    whose forwarder only that variant deploys."""
+    from aws_cdk import App
+    from aws_cdk.assertions import Template
+
+    from messaging_constructs import Profile
+    from stacks.capstone_analytics import CapstoneAnalyticsStack
+
+    app = App(context={"profile": "sandbox"})
+    optional = CapstoneAnalyticsStack(app, "CapstoneAnalytics", profile=Profile.of(app), kafka_source=True)
+    return [template_json("sandbox", stack) for stack in checked("sandbox").templates] + [Template.from_stack(optional).to_json()]
+
+
+@pytest.fixture(scope="module")
+def layer_packages(templates) -> dict[str, set[str]]:
     """Per function folder, the top-level packages of the project layers its deployed functions have (the runtime layer's included)."""
     packages: dict[str, set[str]] = {}
-    for stack in checked("sandbox").templates:
-        for resource in template_json("sandbox", stack)["Resources"].values():
+    for template in templates:
+        for resource in template["Resources"].values():
             if resource["Type"] != "AWS::Lambda::Function" or "Environment" not in resource["Properties"]:
                 continue
             folder = _folder_of(resource["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"])
@@ -56,10 +71,10 @@ def layer_packages(checked, template_json) -> dict[str, set[str]]:
     return packages
 
 
-def test_every_function_folder_is_deployed_by_a_blueprint_and_every_deployed_function_has_one(checked, template_json):
+def test_every_function_folder_is_deployed_by_a_blueprint_and_every_deployed_function_has_one(templates):
     deployed = set()
-    for stack in checked("sandbox").templates:
-        for resource in template_json("sandbox", stack)["Resources"].values():
+    for template in templates:
+        for resource in template["Resources"].values():
             if resource["Type"] == "AWS::Lambda::Function" and "Environment" in resource["Properties"]:
                 deployed.add(_folder_of(resource["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]))
     assert sorted(deployed) == FUNCTIONS

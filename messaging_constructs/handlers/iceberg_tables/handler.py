@@ -9,7 +9,8 @@ which Firehose and Athena both write. So:
 - Create: ``CREATE TABLE IF NOT EXISTS`` with the columns, partitions, location
   and properties given (an existing table of that name is kept as it is).
 - Update: new columns at the end are added (``ALTER TABLE ... ADD COLUMNS``)
-  and changed properties set (``ALTER TABLE ... SET TBLPROPERTIES``); any other
+  and changed properties set (``ALTER TABLE ... SET TBLPROPERTIES``, only those
+  that changed); a property removed is refused (Athena sets, never unsets); any other
   change (a column removed, renamed or retyped, another partitioning, location,
   database or name) is refused with the reason, since Iceberg would keep the
   old files under the old layout: make a new table instead.
@@ -64,9 +65,8 @@ def _check(properties: dict) -> None:
         raise Refused(f"Location must be an s3:// URL, got {properties.get('Location')!r}")
 
 
-def _quoted_properties(properties: dict) -> str:
-    merged = {"table_type": "ICEBERG", **properties.get("TableProperties", {})}
-    return ", ".join(f"'{name}'='{value}'" for name, value in sorted(merged.items()))
+def _quoted_properties(values: dict) -> str:
+    return ", ".join(f"'{name}'='{value}'" for name, value in sorted(values.items()))
 
 
 def create_statement(properties: dict) -> str:
@@ -74,7 +74,7 @@ def create_statement(properties: dict) -> str:
     partitioned = f"\nPARTITIONED BY ({', '.join(properties['Partitions'])})" if properties.get("Partitions") else ""
     return (
         f"CREATE TABLE IF NOT EXISTS {properties['Database']}.{properties['Table']} (\n  {columns}\n){partitioned}\n"
-        f"LOCATION '{properties['Location']}'\nTBLPROPERTIES ({_quoted_properties(properties)})"
+        f"LOCATION '{properties['Location']}'\nTBLPROPERTIES ({_quoted_properties({'table_type': 'ICEBERG', **properties.get('TableProperties', {})})})"
     )
 
 
@@ -90,8 +90,11 @@ def update_statements(old: dict, new: dict) -> list[str]:
     statements = []
     if added := columns[len(kept) :]:
         statements.append(f"ALTER TABLE {table} ADD COLUMNS ({', '.join(f'{name} {kind}' for name, kind in added)})")
-    if old.get("TableProperties", {}) != new.get("TableProperties", {}):
-        statements.append(f"ALTER TABLE {table} SET TBLPROPERTIES ({_quoted_properties({'TableProperties': new.get('TableProperties', {})})})")
+    changed = {k: v for k, v in new.get("TableProperties", {}).items() if old.get("TableProperties", {}).get(k) != v}
+    if removed := sorted(set(old.get("TableProperties", {})) - set(new.get("TableProperties", {}))):
+        raise Refused(f"table properties {removed} cannot be removed here (Athena sets properties, it does not unset them): set them to their default instead")
+    if changed:  # only the ones that changed, never table_type: Athena's SET TBLPROPERTIES takes the Iceberg properties it lists
+        statements.append(f"ALTER TABLE {table} SET TBLPROPERTIES ({_quoted_properties(changed)})")
     return statements
 
 
