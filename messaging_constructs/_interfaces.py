@@ -140,6 +140,13 @@ def function_of(function: FunctionLike) -> lambda_.IFunction:
     raise ValueError(f"expected a HandlerFunction or a lambda_.IFunction, got {_type_name(function)}")
 
 
+def construct_of(function: FunctionLike) -> Any:
+    """The construct that stands for the function in a construct tree: the :class:`HandlerFunction` itself (its own
+    function is always named ``Resource``), or the ``lambda_.IFunction``. For naming what a construct makes per function."""
+    function_of(function)  # refuses what is neither
+    return function
+
+
 def role_of(function: FunctionLike, purpose: str) -> iam.IRole:
     """The function's execution role, for constructs that grant to it directly.
 

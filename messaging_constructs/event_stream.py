@@ -17,10 +17,9 @@ from constructs import Construct
 
 from . import acknowledgements as ack
 from ._grants import QueueDestination
-from ._interfaces import function_of
+from ._interfaces import construct_of, function_of
 from ._validation import check_duration_range, check_range, check_threshold, require
 from .encryption import key_or_new
-from .function import HandlerFunction
 from .monitoring import kinesis as kinesis_monitoring
 from .monitoring import lambda_function as lambda_monitoring
 from .monitoring._alarms import alarm_topic_for
@@ -178,8 +177,8 @@ class EventStream(Construct):
         check_range("retry_attempts", retry_attempts, 0, 10000)
         check_duration_range("max_record_age", max_record_age, Duration.minutes(1), Duration.days(7))
         function = function_of(consumer)
-        # A HandlerFunction's own function is always "Resource": name the consumer after the wrapper.
-        name = (consumer if isinstance(consumer, HandlerFunction) else function).node.id
+        name = construct_of(consumer).node.id  # a HandlerFunction's own function is always "Resource": the wrapper's id
+        require(name != "Resource", f"name the consumer's construct: {function.node.path} cannot tell two consumers apart")
         require(self.node.try_find_child(f"{name}Failures") is None, f"{function.node.path} already consumes this stream")
         queue, queue_alarms = dead_letter_queue_for(
             self,

@@ -124,12 +124,15 @@ def new_image(record: Any, *, event_names: Collection[str] = ("INSERT",)) -> dic
         raise Rejected(f"NewImage is not DynamoDB JSON: {error if isinstance(error, ValueError) else f'{type(error).__name__}: {error}'}") from error
 
 
-def kafka_json(model: type[M], *, tombstone_metric: str = "TombstonesSkipped") -> Callable[[Any], M]:
+def kafka_json(model: type[M], *, tombstone_metric: str = "TombstonesSkipped", key_field: str | None = None) -> Callable[[Any], M]:
     """A Kafka record's value (base64 of JSON text) read as ``model``; a record without a value (a tombstone) is ``Skipped``.
 
     Lambda leaves out the ``value`` of a record whose value is null, as it leaves out a null key. A tombstone
     deletes a key on a compacted topic and carries no event: there is nothing to read and nothing a retry could
     change, so it is skipped and counted, never failed.
+
+    :param key_field: the event's field the record's key must be (its text, as the producer keys it); a record
+        with no key, a key that is not base64 or another key is ``Rejected``. Default: the key is not checked.
     """
 
     def read(record: Any) -> M:
@@ -140,6 +143,21 @@ def kafka_json(model: type[M], *, tombstone_metric: str = "TombstonesSkipped") -
             text = base64.b64decode(raw, validate=True)
         except Exception as error:
             raise Rejected(f"the value is not base64: {type(error).__name__}: {error}") from error
-        return parse_json(model, text, what="the value")
+        event = parse_json(model, text, what="the value")
+        if key_field is not None:
+            _check_key(record.raw_event.get("key"), key_field, getattr(event, key_field))
+        return event
 
     return read
+
+
+def _check_key(key: Any, field: str, value: str) -> None:
+    if key == base64.b64encode(value.encode()).decode():  # the usual case, without decoding
+        return
+    if key is None:
+        raise Rejected("the record has no key")
+    try:
+        text = base64.b64decode(key, validate=True).decode(errors="backslashreplace")
+    except (TypeError, ValueError) as error:
+        raise Rejected(f"the key is not base64: {error}") from None
+    raise Rejected(f"key {text!r} is not the event's {field} {value!r}")

@@ -17,7 +17,6 @@ Environment:
     AGGREGATES_TABLE   aggregates table, partition key ``user_id`` (S) (required)
 """
 
-import base64
 import os
 from collections import defaultdict
 from typing import Any
@@ -33,7 +32,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from messaging_runtime import readers
 from messaging_runtime.batch import KAFKA, BatchConsumer
 from messaging_runtime.contracts.clicks import CLICK, ClickV1
-from messaging_runtime.rejection import Rejected
 
 if not (TABLE_NAME := os.environ.get("AGGREGATES_TABLE", "").strip()):
     raise RuntimeError("environment variable AGGREGATES_TABLE is required")
@@ -43,22 +41,8 @@ tracer = Tracer()
 metrics = Metrics()
 # Throttling and 5xx are retried by botocore; what is still failing fails the group's records.
 dynamodb = boto3.client("dynamodb", config=Config(retries={"mode": "standard", "max_attempts": 5}))
-read_value = readers.kafka_json(CLICK)  # the version first: a newer one is refused for its version alone
-
-
-def read(record: KafkaEventRecord) -> ClickV1:
-    """The record's click; its key must be the click's ``user_id``, as the producer keys it."""
-    click = read_value(record)
-    if (key := record.raw_event.get("key")) != base64.b64encode(click.record_key()).decode():  # the cheap check first
-        if key is None:
-            raise Rejected("the record has no key")
-        try:
-            key = base64.b64decode(key, validate=True).decode(errors="backslashreplace")
-        except ValueError as error:
-            raise Rejected(f"the key is not base64: {error}") from None
-        if key != click.user_id:
-            raise Rejected(f"key {key!r} is not the event's user_id {click.user_id!r}")
-    return click
+# The version first (a newer one is refused for its version alone); the record's key must be the click's user_id.
+read = readers.kafka_json(CLICK, key_field="user_id")
 
 
 consumer = BatchConsumer(KAFKA, read=read, logger=logger, metrics=metrics)

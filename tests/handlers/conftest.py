@@ -18,11 +18,13 @@ import json
 import logging
 import string
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterator
@@ -735,3 +737,30 @@ def _fix_request_id(context: FakeLambdaContext, value: str) -> None:
 def _a_request_id_per_invocation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     if request.module.__name__.rpartition(".")[2] in _ACCOUNT_TEST_MODULES:
         monkeypatch.setattr(FakeLambdaContext, "aws_request_id", property(_request_id, _fix_request_id))
+
+
+# --- a local stand-in for CloudFormation's pre-signed response URL (custom resource handlers) ---------------------
+
+
+class _Answers(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_PUT(self) -> None:  # noqa: N802 - http.server's naming
+        length = int(self.headers["Content-Length"])
+        _Answers.received.append(json.loads(self.rfile.read(length)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def answers():
+    """A local stand-in for CloudFormation's pre-signed response URL: the answers it received."""
+    _Answers.received = []
+    server = HTTPServer(("127.0.0.1", 0), _Answers)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/response", _Answers.received
+    server.shutdown()

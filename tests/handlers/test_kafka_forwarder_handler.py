@@ -132,7 +132,7 @@ def _bad_records(user_id):
     return {
         "key of another user": (click_record(click(user_id), offset=0, key="u-someone-else"), "key 'u-someone-else' is not the event's user_id"),
         "no key": (click_record(click(user_id), offset=0, key=None), "the record has no key"),
-        "key not base64": (click_record(click(user_id), offset=0, raw_key="dS0x!"), "key 'dS0x!' (not base64) is not the event's user_id"),
+        "key not base64": (click_record(click(user_id), offset=0, raw_key="dS0x!"), "the key is not base64"),
         "value not JSON": (record(offset=0, key=user_id, value="<click/>"), "value: Invalid JSON"),
         "unknown action": (click_record(click(user_id, action="scroll"), offset=0), "action: Input should be 'view', 'click', 'add_to_cart' or 'purchase'"),
         "missing field": (click_record(click(user_id, page=None), offset=0), "page: Field required"),

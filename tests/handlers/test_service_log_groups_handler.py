@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import boto3
@@ -16,30 +13,6 @@ from messaging_constructs.service_log_groups import HANDLER_CODE
 
 NAME = "/aws/amazonmq/broker/b-1234/general"
 KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/1c2fa620-982a-11e3-aff7-50e2416294e0"
-
-
-class _Answers(BaseHTTPRequestHandler):
-    received: list[dict] = []
-
-    def do_PUT(self) -> None:  # noqa: N802 - http.server's naming
-        length = int(self.headers["Content-Length"])
-        _Answers.received.append(json.loads(self.rfile.read(length)))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture
-def answers():
-    """A local stand-in for CloudFormation's pre-signed response URL: the answers it received."""
-    _Answers.received = []
-    server = HTTPServer(("127.0.0.1", 0), _Answers)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/response", _Answers.received
-    server.shutdown()
 
 
 @pytest.fixture

@@ -361,3 +361,21 @@ def test_a_kafka_value_that_breaks_the_model_is_rejected_naming_the_value(tools,
     _run(consumer, kafka_event(DEEP), metrics, capsys, effect=lambda o, r: None)
     (rejected,) = [r for r in captured.records if r.getMessage() == "Rejected record"]
     assert rejected.reason.startswith("value:")
+
+
+def test_a_kafka_record_whose_key_is_not_the_events_field_fails_alone_with_the_reason(tools, capsys):
+    logger, metrics, captured = tools
+    consumer = BatchConsumer(KAFKA, read=readers.kafka_json(Order, key_field="order_id"), logger=logger, metrics=metrics)
+    event = kafka_event(*(json.dumps({"order_id": f"o-{n}", "total": n}) for n in range(4)))
+    records = event["records"]["clicks-0"]
+    records[0]["key"] = base64.b64encode(b"o-0").decode()  # the producer's key
+    records[1]["key"] = base64.b64encode(b"o-9").decode()  # another's
+    records[2]["key"] = "not base64!"
+    seen = []  # records[3]: no key
+
+    response, _ = _run(consumer, event, metrics, capsys, effect=lambda o, r: seen.append(o.order_id))
+
+    assert response == kafka_failed(1, 2, 3) and seen == ["o-0"]
+    reasons = [r.reason for r in captured.records if r.getMessage() == "Rejected record"]
+    assert reasons[0] == "key 'o-9' is not the event's order_id 'o-1'"
+    assert reasons[1].startswith("the key is not base64") and reasons[2] == "the record has no key"

@@ -27,14 +27,13 @@ Properties: ``Workgroup``, ``Database``, ``Table``, ``Location`` (``s3://.../``)
 
 from __future__ import annotations
 
-import json
 import re
-import urllib.request
 
 import boto3
 from aws_lambda_powertools import Logger
 
 from messaging_runtime.athena import AthenaQueries
+from messaging_runtime.cloudformation import answer
 
 logger = Logger()
 athena = boto3.client("athena")
@@ -99,20 +98,8 @@ def update_statements(old: dict, new: dict) -> list[str]:
 
 
 def _respond(event: dict, status: str, physical_id: str, reason: str = "") -> None:
-    body = json.dumps(
-        {
-            "Status": status,
-            "Reason": reason[:1000],
-            "PhysicalResourceId": physical_id,
-            "StackId": event["StackId"],
-            "RequestId": event["RequestId"],
-            "LogicalResourceId": event["LogicalResourceId"],
-            "Data": {"TableName": physical_id},
-        }
-    ).encode()
-    request = urllib.request.Request(event["ResponseURL"], data=body, method="PUT", headers={"Content-Type": ""})
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - the pre-signed URL CloudFormation gave
-        logger.info("Answered CloudFormation", extra={"status": status, "http_status": response.status})
+    http_status = answer(event, status, physical_id, reason=reason, data={"TableName": physical_id})
+    logger.info("Answered CloudFormation", extra={"status": status, "http_status": http_status})
 
 
 @logger.inject_lambda_context

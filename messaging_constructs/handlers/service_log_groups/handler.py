@@ -12,11 +12,10 @@ Properties: ``LogGroupName``, ``RetentionInDays``, ``KmsKeyArn``, ``RemovalPolic
 
 from __future__ import annotations
 
-import json
-import urllib.request
-
 import boto3
 from aws_lambda_powertools import Logger
+
+from messaging_runtime.cloudformation import answer
 
 logger = Logger()
 logs = boto3.client("logs")
@@ -38,20 +37,8 @@ def _delete(name: str) -> None:
 
 
 def _respond(event: dict, status: str, physical_id: str, reason: str = "") -> None:
-    body = json.dumps(
-        {
-            "Status": status,
-            "Reason": reason[:1000],
-            "PhysicalResourceId": physical_id,
-            "StackId": event["StackId"],
-            "RequestId": event["RequestId"],
-            "LogicalResourceId": event["LogicalResourceId"],
-            "Data": {"LogGroupName": physical_id},
-        }
-    ).encode()
-    request = urllib.request.Request(event["ResponseURL"], data=body, method="PUT", headers={"Content-Type": ""})
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - the pre-signed URL CloudFormation gave
-        logger.info("Answered CloudFormation", extra={"status": status, "http_status": response.status})
+    http_status = answer(event, status, physical_id, reason=reason, data={"LogGroupName": physical_id})
+    logger.info("Answered CloudFormation", extra={"status": status, "http_status": http_status})
 
 
 @logger.inject_lambda_context
