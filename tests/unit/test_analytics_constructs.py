@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import uuid
 from pathlib import Path
 
@@ -1056,3 +1057,11 @@ def test_check_accepts_the_tables_the_lake_makes(tables_handler):
 def test_check_refuses_quotes_and_bad_names(tables_handler, changes, reason):
     with pytest.raises(tables_handler.Refused, match=reason):
         tables_handler._check(_table(**changes))
+
+
+def test_a_rule_without_a_name_gets_one_iot_accepts():
+    """CloudFormation's generated names may hold '-', which IoT refuses in a rule name: the construct names the rule."""
+    stack, _, _ = _device_rule()
+    (_, resource) = _one(_body(stack), "AWS::IoT::TopicRule")
+    name = resource["Properties"]["RuleName"]
+    assert re.fullmatch(r"[A-Za-z0-9_]{1,128}", name) and "Devices" in name
