@@ -72,6 +72,8 @@ def delete_statement(database: str, table: str, user_id: str) -> str:
 
 
 def optimize_statement(database: str, table: str, partition: str, values: list[str]) -> str:
+    # Athena allows only partition columns in OPTIMIZE's WHERE; files holding any matching row are rewritten
+    # (https://docs.aws.amazon.com/athena/latest/ug/optimize-statement.html).
     return f"OPTIMIZE {database}.{table} REWRITE DATA USING BIN_PACK WHERE {partition} IN ({', '.join(quoted(v) for v in sorted(values))})"
 
 

@@ -69,6 +69,8 @@ def _quoted_properties(values: dict) -> str:
 
 
 def create_statement(properties: dict) -> str:
+    """Athena's Iceberg DDL (https://docs.aws.amazon.com/athena/latest/ug/querying-iceberg-creating-tables.html), with
+    ``IF NOT EXISTS`` as AWS's own aws-sdk-pandas writes it (``athena.to_iceberg``)."""
     columns = ",\n  ".join(f"{name} {kind}" for name, kind in properties["Columns"])
     partitioned = f"\nPARTITIONED BY ({', '.join(properties['Partitions'])})" if properties.get("Partitions") else ""
     return (
