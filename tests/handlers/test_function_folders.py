@@ -35,7 +35,7 @@ def _layer_name(logical_id: str) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def templates(checked, template_json) -> list[dict]:
+def templates(checked, template_json, tmp_path_factory) -> list[dict]:
     """Every blueprint as ``make synth`` builds it (sandbox), and CapstoneAnalytics with its optional Kafka source,
     whose forwarder only that variant deploys."""
     from aws_cdk import App
@@ -44,7 +44,7 @@ def templates(checked, template_json) -> list[dict]:
     from messaging_constructs import Profile
     from stacks.capstone_analytics import CapstoneAnalyticsStack
 
-    app = App(context={"profile": "sandbox"})
+    app = App(context={"profile": "sandbox"}, outdir=str(tmp_path_factory.mktemp("kafka-source")))
     optional = CapstoneAnalyticsStack(app, "CapstoneAnalytics", profile=Profile.of(app), kafka_source=True)
     return [template_json("sandbox", stack) for stack in checked("sandbox").templates] + [Template.from_stack(optional).to_json()]
 
