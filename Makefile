@@ -1,6 +1,6 @@
 # Messaging blueprints: set-up, synth with compliance checks, tests, benchmarks, deploy.
 #
-#   make synth                      synthesize every blueprint, run the five cdk-nag packs and cfn-lint
+#   make synth                      synthesize every blueprint, run the five cdk-nag packs, MessagingChecks and cfn-lint
 #   make synth PROFILE=production   the same for the production profile
 #   make test                       the whole test suite (both profiles), with a local RabbitMQ for the AMQP/STOMP tests
 #                                   and Debian's headless Chromium + chromedriver for the status page tests

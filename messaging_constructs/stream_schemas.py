@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_cdk import aws_glue as glue
 from constructs import Construct
 
-from messaging_runtime.contracts import EventKind
-from messaging_runtime.contracts.schemas import record_schema
-
 from ._validation import require
+
+if TYPE_CHECKING:  # the contracts need pydantic, which only an app that registers schemas installs
+    from messaging_runtime.contracts import EventKind
 
 COMPATIBILITY_MODES = ("NONE", "DISABLED", "BACKWARD", "BACKWARD_ALL", "FORWARD", "FORWARD_ALL", "FULL", "FULL_ALL")
 #: Glue's limit on one schema definition (characters).
@@ -46,6 +46,8 @@ class StreamSchemas(Construct):
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, kinds: Sequence[EventKind[Any]], registry_name: str, compatibility: str = "BACKWARD") -> None:
+        from messaging_runtime.contracts.schemas import record_schema
+
         super().__init__(scope, construct_id)
         require(bool(kinds), "kinds must name at least one event kind")
         require(compatibility in COMPATIBILITY_MODES, f"compatibility must be one of {', '.join(COMPATIBILITY_MODES)}, got {compatibility!r}")

@@ -1,4 +1,4 @@
-"""Synthesize every blueprint, run the five cdk-nag packs and cfn-lint, print a report.
+"""Synthesize every blueprint, run the five cdk-nag packs, the MessagingChecks pack and cfn-lint, print a report.
 
 Acknowledged findings are listed with the rule, kind and reason that
 ``messaging_constructs.acknowledgements`` recorded on each construct.

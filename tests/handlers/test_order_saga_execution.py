@@ -353,6 +353,13 @@ def test_a_confirmation_that_times_out_after_its_write_ends_the_saga_succeeded_w
 
 
 def test_a_saga_started_to_compensate_undoes_what_a_stuck_one_did_and_runs_no_step(saga):
+    # The stuck saga must still be waiting for the merchant when the reconciler's runs: a machine whose wait outlasts any
+    # load on the test machine (15 s; the shared one gives up after 1 second, which a busy machine can pass first).
+    definition = saga.client.describe_state_machine(stateMachineArn=saga.arn)["definition"]
+    patient = re.sub(r'("AwaitMerchant":\{.*?"TimeoutSeconds":)\d+', r"\g<1>15", definition)
+    assert patient != definition
+    arn = saga.client.create_state_machine(name="order-saga-patient", definition=patient, roleArn=f"arn:aws:iam::{ACCOUNT}:role/saga")["stateMachineArn"]
+    saga = SimpleNamespace(**{**vars(saga), "arn": arn})
     order = place(saga)
     order_id, before = order["order"]["order_id"], stock(saga)
     stuck = start(saga, order)
