@@ -26,6 +26,10 @@ Rules (docs/messaging-checks.md gives the reason for each):
   failures where its source allows (SQS, Kinesis, DynamoDB streams, Kafka),
   and a stream or Kafka mapping has an on-failure destination, an SQS one a
   source queue with a redrive policy.
+- ``ServiceKeyAccess``: a CMK-encrypted queue or topic that a service delivers
+  to (SNS, EventBridge, CloudWatch alarms, S3 notifications) has a key policy
+  that lets that service principal use the key, with a source condition
+  (CloudWatch's, as AWS documents it, without).
 - ``BrokerPrivate``: an Amazon MQ broker is not publicly accessible, runs in
   subnets given, logs (general; and audit for ActiveMQ), and an ActiveMQ
   broker is encrypted with a customer-managed key.
@@ -223,6 +227,64 @@ def kafka_client_auth(node: CfnResource, view: StackView) -> bool:
     return iam_or_tls and tls_only and at_rest
 
 
+def _services_delivering(view: StackView, target: str) -> set[str]:
+    """The AWS services the stack has deliver to the queue or topic ``target`` (a logical id)."""
+    services: set[str] = set()
+    for _, subscription in view.of_type("AWS::SNS::Subscription"):
+        for value in (subscription.get("Endpoint"), _dig(subscription, "RedrivePolicy", "deadLetterTargetArn")):
+            if referenced(value) == target:
+                services.add("sns.amazonaws.com")
+    for _, rule in view.of_type("AWS::Events::Rule"):
+        for rule_target in rule.get("Targets") or []:
+            if target in (referenced(rule_target.get("Arn")), referenced(_dig(rule_target, "DeadLetterConfig", "Arn"))):
+                services.add("events.amazonaws.com")
+    for _, alarm in view.of_type("AWS::CloudWatch::Alarm"):
+        actions = [*(alarm.get("AlarmActions") or []), *(alarm.get("OKActions") or []), *(alarm.get("InsufficientDataActions") or [])]
+        if any(referenced(action) == target for action in actions):
+            services.add("cloudwatch.amazonaws.com")
+    for _, bucket in view.of_type("AWS::S3::Bucket"):
+        notifications = bucket.get("NotificationConfiguration") or {}
+        for configuration in [*(notifications.get("QueueConfigurations") or []), *(notifications.get("TopicConfigurations") or [])]:
+            if target in (referenced(configuration.get("Queue")), referenced(configuration.get("Topic"))):
+                services.add("s3.amazonaws.com")
+    return services
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _principal_is(principal: Any, service: str) -> bool:
+    """``sns.amazonaws.com``, or a join of it with tokens (``sns.`` and the partition's URL suffix) names the service."""
+    if isinstance(principal, Mapping) and isinstance(principal.get("Fn::Join"), list):
+        principal = "".join(part for part in principal["Fn::Join"][1] if isinstance(part, str))
+    return isinstance(principal, str) and principal.startswith(service.split(".amazonaws.com")[0] + ".")
+
+
+def _grants_service(statement: Mapping[str, Any], service: str) -> bool:
+    """An Allow statement for the service principal, with kms:GenerateDataKey and a source condition."""
+    if statement.get("Effect") != "Allow":
+        return False
+    named = any(_principal_is(principal, service) for principal in _as_list(_dig(statement, "Principal", "Service")))
+    actions = {str(action) for action in _as_list(statement.get("Action"))}
+    generates = bool(actions & {"kms:GenerateDataKey", "kms:GenerateDataKey*", "kms:*"})
+    conditions = statement.get("Condition") or {}
+    limited = any(key in ("aws:SourceAccount", "aws:SourceArn") for operator in conditions.values() if isinstance(operator, Mapping) for key in operator)
+    # CloudWatch's alarm-topic key policy is documented without conditions (AlarmThatSendsEmail.html): a condition key
+    # CloudWatch might not send to KMS would lose notifications; the topic's own policy limits who publishes.
+    return named and generates and (limited or service == "cloudwatch.amazonaws.com")
+
+
+def service_key_access(node: CfnResource, view: StackView) -> bool:
+    target = view.stack.get_logical_id(node)
+    _, resource = view.resources[target]
+    key = referenced(resource.get("KmsMasterKeyId"))
+    if key is None or view.type_of(resource.get("KmsMasterKeyId")) != "AWS::KMS::Key":
+        return True  # no CMK, or one this stack does not hold (its own stack is checked)
+    statements = _as_list(_dig(view.resources[key][1], "KeyPolicy", "Statement") or [])
+    return all(any(_grants_service(statement, service) for statement in statements) for service in _services_delivering(view, target))
+
+
 @dataclass(frozen=True)
 class Rule:
     """One rule: the resource types it checks, what it says when they fail it, and the check."""
@@ -265,6 +327,15 @@ RULES: tuple[Rule, ...] = (
         "Without partial batch responses one bad record fails and retries its whole batch; without an on-failure destination (or, for SQS, "
         "the source queue's redrive policy) records that keep failing are dropped or block their shard.",
         event_source_failures,
+    ),
+    Rule(
+        "ServiceKeyAccess",
+        ("AWS::SQS::Queue", "AWS::SNS::Topic"),
+        "A service delivers to this CMK-encrypted queue or topic, and the key policy does not let that service use the key "
+        "(kms:GenerateDataKey, limited by aws:SourceAccount or aws:SourceArn).",
+        "SNS, EventBridge, CloudWatch alarms and S3 encrypt what they deliver with the target's key; if the key policy does not allow "
+        "their service principal, every delivery fails (to a DLQ at best, silently for an alarm's notification).",
+        service_key_access,
     ),
     Rule(
         "BrokerPrivate",

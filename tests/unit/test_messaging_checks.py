@@ -8,9 +8,12 @@ from __future__ import annotations
 from aws_cdk import App, Duration, Stack
 from aws_cdk import aws_amazonmq as mq
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesis as kinesis
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_msk as msk
@@ -62,6 +65,7 @@ def test_every_rule_is_named_and_explained():
         "SubscriptionRedrive",
         "TargetDeadLetter",
         "EventSourceFailures",
+        "ServiceKeyAccess",
         "BrokerPrivate",
         "KafkaClientAuth",
     ]
@@ -274,4 +278,61 @@ def test_a_serverless_cluster_must_use_iam():
         ),
         vpc_configs=[msk.CfnServerlessCluster.VpcConfigProperty(subnet_ids=["subnet-1"])],
     )
+    assert rules_broken(stack) == set()
+
+
+# --- ServiceKeyAccess -----------------------------------------------------------------------------------------------
+
+
+def _encrypted_queue_subscribed(stack: Stack, key) -> sqs.Queue:
+    queue = sqs.Queue(stack, "Queue", encryption=sqs.QueueEncryption.KMS, encryption_master_key=key)
+    dlq = sqs.Queue(stack, "Dlq")
+    sns.Topic(stack, "Topic").add_subscription(subscriptions.SqsSubscription(queue, dead_letter_queue=dlq))
+    visible_alarm(stack, dlq)
+    return queue
+
+
+def test_a_cmk_queue_sns_delivers_to_needs_a_key_policy_for_sns_with_a_source_condition():
+    stack = new_stack()
+    _encrypted_queue_subscribed(stack, kms.Key(stack, "Key"))
+    assert rules_broken(stack) == {"ServiceKeyAccess"}
+
+    stack = new_stack()
+    key = kms.Key(stack, "Key")
+    key.add_to_resource_policy(
+        iam.PolicyStatement(principals=[iam.ServicePrincipal("sns.amazonaws.com")], actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=["*"])
+    )
+    _encrypted_queue_subscribed(stack, key)
+    assert rules_broken(stack) == {"ServiceKeyAccess"}  # no source condition: any account's SNS could use it
+
+    stack = new_stack()
+    key = kms.Key(stack, "Key")
+    key.add_to_resource_policy(
+        iam.PolicyStatement(
+            principals=[iam.ServicePrincipal("sns.amazonaws.com")],
+            actions=["kms:GenerateDataKey", "kms:Decrypt"],
+            resources=["*"],
+            conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+        )
+    )
+    _encrypted_queue_subscribed(stack, key)
+    assert rules_broken(stack) == set()
+
+
+def test_a_cmk_topic_an_alarm_notifies_needs_cloudwatch_in_its_key_policy():
+    stack = new_stack()
+    topic = sns.Topic(stack, "Alarms", master_key=kms.Key(stack, "Key"))
+    alarm = cloudwatch.Alarm(stack, "Alarm", metric=cloudwatch.Metric(namespace="AWS/SQS", metric_name="X"), threshold=1, evaluation_periods=1)
+    alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
+    assert rules_broken(stack) == {"ServiceKeyAccess"}
+
+
+def test_the_librarys_own_key_and_topic_pass():
+    from messaging_constructs import AlarmTopic, EncryptionKey, KeyUser
+
+    stack = new_stack()
+    key = EncryptionKey(stack, "Key", users=[KeyUser.CLOUDWATCH]).key
+    topic = AlarmTopic(stack, "Alarms", encryption_key=key).topic
+    alarm = cloudwatch.Alarm(stack, "Alarm", metric=cloudwatch.Metric(namespace="AWS/SQS", metric_name="X"), threshold=1, evaluation_periods=1)
+    alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
     assert rules_broken(stack) == set()
