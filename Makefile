@@ -8,6 +8,7 @@
 #                                   tests are skipped, and fail under CI=true), and Debian's Mosquitto for the MQTT device
 #                                   path tests (scripts/install_mosquitto.sh installs it as root when missing; the tests
 #                                   start their own broker; without it they are skipped, and fail under CI=true)
+#   make diagrams                   regenerate the Mermaid diagram in each blueprint's docs page from its template
 #   make rabbitmq                   install (Debian, as root) and start that RabbitMQ on 127.0.0.1
 #   make activemq                   install (Debian, as root) the ActiveMQ the authorization tests start on 127.0.0.1
 #   make deploy STACK=Exercise01Queues [PROFILE=...]
@@ -21,7 +22,7 @@ CDK := node_modules/.bin/cdk
 # jsii still runs on Node.js 20; keep its end-of-life banner out of every command's output.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: setup layers rabbitmq activemq synth test lint bench deploy diff destroy clean
+.PHONY: setup layers rabbitmq activemq synth diagrams test lint bench deploy diff destroy clean
 
 setup: $(VENV)/.installed node_modules/.installed layers
 
@@ -40,6 +41,10 @@ node_modules/.installed: package.json package-lock.json
 
 synth: setup
 	$(PY) -m scripts.compliance_report --profile $(PROFILE)
+
+# Each blueprint's docs page shows a Mermaid diagram of its message paths, made from its synthesized template.
+diagrams: setup
+	$(PY) -m scripts.diagrams
 
 # The AMQP, STOMP and topology tests talk to a real RabbitMQ; without one they are skipped (and fail under CI=true).
 rabbitmq:

@@ -51,6 +51,8 @@ from aws_cdk import CfnResource, Stack, Stage
 from cdk_nag import IApplyRule, NagMessageLevel, NagPack, NagRuleCompliance
 from constructs import IConstruct
 
+from ._templates import referenced
+
 PACK_NAME = "MessagingChecks"
 
 
@@ -80,17 +82,6 @@ class StackView:
         """The type of the resource a ``Ref`` or ``Fn::GetAtt`` names, or None."""
         logical_id = referenced(value)
         return self.resources[logical_id][0] if logical_id in self.resources else None
-
-
-def referenced(value: Any) -> str | None:
-    """The logical id a ``{"Ref": id}`` or ``{"Fn::GetAtt": [id, attribute]}`` names, or None."""
-    if isinstance(value, Mapping):
-        if isinstance(value.get("Ref"), str):
-            return value["Ref"]
-        attribute = value.get("Fn::GetAtt")
-        if isinstance(attribute, list) and attribute:
-            return attribute[0]
-    return None
 
 
 def _dig(value: Any, *path: str) -> Any:
