@@ -148,9 +148,7 @@ def subscription_redrive(node: CfnResource, view: StackView) -> bool:
     _, subscription = view.resources[view.stack.get_logical_id(node)]
     if subscription.get("Protocol") not in ("sqs", "lambda"):
         return True
-    return referenced(_dig(subscription, "RedrivePolicy", "deadLetterTargetArn")) is not None or bool(
-        _dig(subscription, "RedrivePolicy", "deadLetterTargetArn")
-    )
+    return bool(_dig(subscription, "RedrivePolicy", "deadLetterTargetArn"))
 
 
 def target_dead_letter(node: CfnResource, view: StackView) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -63,6 +63,11 @@ def emitted_metrics(output: str) -> dict[str, list[float]]:
                     value = blob[metric["Name"]]
                     values[metric["Name"]] += value if isinstance(value, list) else [value]
     return dict(values)
+
+
+def emitted_totals(output: str) -> Counter:
+    """{metric name: the sum of every value written}; a metric never written counts 0."""
+    return Counter({name: sum(values) for name, values in emitted_metrics(output).items()})
 
 
 @dataclass(frozen=True)

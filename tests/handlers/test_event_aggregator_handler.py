@@ -16,7 +16,7 @@ import itertools
 import json
 import time
 import uuid
-from collections import Counter, defaultdict
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from unittest import mock
@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 
 from messaging_runtime.minute_counts import STATE_VERSION, MinuteCounts, minute_totals, user_hash
 from messaging_runtime.publishers.core import PublishError, Retry
+from tests.handlers.exercise_01 import emitted_totals
 
 TABLE_NAME = "capstone-analytics-aggregates"
 AGGREGATE_DAYS = 7
@@ -172,22 +173,6 @@ def totals_by_minute(items: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     return {pk: minute_totals(group) for pk, group in by_pk.items()}
 
 
-def metric_totals(output: str) -> Counter:
-    """{metric name: sum of values} over the EMF documents Powertools printed."""
-    totals: Counter = Counter()
-    for line in output.splitlines():
-        if not line.startswith("{"):
-            continue
-        blob = json.loads(line)
-        if "_aws" not in blob:
-            continue
-        for directive in blob["_aws"]["CloudWatchMetrics"]:
-            for metric in directive["Metrics"]:
-                value = blob[metric["Name"]]
-                totals[metric["Name"]] += sum(value) if isinstance(value, list) else value
-    return totals
-
-
 def invoke(aggregator, event: dict[str, Any], lambda_context) -> dict[str, Any]:
     response = aggregator.lambda_handler(event, lambda_context)
     assert set(response) == {"state", "batchItemFailures"}
@@ -262,7 +247,7 @@ def test_the_state_is_carried_across_invocations_and_the_final_one_writes_one_it
     for item in items:
         assert set(item) == {"pk", "sk", "events", "late", "users", "expires_at"}
         assert before + AGGREGATE_DAYS * 86_400 <= int(item["expires_at"]["N"]) <= after + AGGREGATE_DAYS * 86_400
-    metrics = metric_totals(capsys.readouterr().out)
+    metrics = emitted_totals(capsys.readouterr().out)
     assert (metrics["EventsAggregated"], metrics["AggregatesWritten"], metrics["RecordsNotAggregated"]) == (6, 3, 0)
 
 
@@ -293,7 +278,7 @@ def test_a_window_terminated_early_is_written_and_the_rest_of_the_window_is_a_se
     response = invoke(aggregator, shard.window([], state=state, early=True), lambda_context)
     assert response["state"] == {}
     assert totals_by_minute(items_of(shard)) == {"page_view#2026-03-02T10:00": {"events": 2, "late": 0, "users": 2}}
-    assert metric_totals(capsys.readouterr().out)["AggregatesWritten"] == 1
+    assert emitted_totals(capsys.readouterr().out)["AggregatesWritten"] == 1
 
     invoke(aggregator, shard.window(rest, state=response["state"], final=True), lambda_context)
 
@@ -317,7 +302,7 @@ def test_an_event_that_arrives_more_than_five_minutes_after_its_time_is_late(agg
     invoke(aggregator, shard.window(records, final=True), lambda_context)
 
     assert totals_by_minute(items_of(shard)) == {"page_view#2026-03-02T10:00": {"events": 5, "late": 2, "users": 1}}
-    assert metric_totals(capsys.readouterr().out)["LateEvents"] == 2
+    assert emitted_totals(capsys.readouterr().out)["LateEvents"] == 2
 
 
 def test_lambdas_arrival_time_in_seconds_with_milliseconds_decides_the_minute(aggregator, lambda_context):
@@ -344,7 +329,7 @@ def test_a_copy_of_an_event_in_one_invocation_is_counted_once(aggregator, lambda
     invoke(aggregator, shard.window(records, final=True), lambda_context)
 
     assert totals_by_minute(items_of(shard)) == {"page_view#2026-03-02T10:00": {"events": 2, "late": 0, "users": 2}}
-    metrics = metric_totals(capsys.readouterr().out)
+    metrics = emitted_totals(capsys.readouterr().out)
     assert (metrics["EventsAggregated"], metrics["DuplicatesSkipped"]) == (2, 2)
 
 
@@ -385,7 +370,7 @@ def test_records_that_are_not_events_are_skipped_and_counted_never_failed(aggreg
     # The segment is named after its first aggregated record, not the first record of the batch.
     assert [item["sk"]["S"] for item in items] == [shard.first_sequence(good[0])]
     assert totals_by_minute(items) == {"page_view#2026-03-02T10:00": {"events": 2, "late": 0, "users": 2}}
-    metrics = metric_totals(capsys.readouterr().out)
+    metrics = emitted_totals(capsys.readouterr().out)
     assert (metrics["RecordsNotAggregated"], metrics["EventsAggregated"]) == (len(bad), 2)
 
 
@@ -395,7 +380,7 @@ def test_a_final_invocation_with_nothing_to_count_writes_nothing(aggregator, lam
     assert invoke(aggregator, shard.window([], final=True), lambda_context) == {"state": {}, "batchItemFailures": []}
     assert invoke(aggregator, shard.window(_unreadable(shard), final=True), lambda_context) == {"state": {}, "batchItemFailures": []}
     assert items_of(shard) == []
-    assert metric_totals(capsys.readouterr().out)["AggregatesWritten"] == 0
+    assert emitted_totals(capsys.readouterr().out)["AggregatesWritten"] == 0
 
 
 def test_an_empty_non_final_invocation_returns_an_empty_count(aggregator, lambda_context):

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from messaging_runtime import lake
 from messaging_runtime.contracts.analytics import ANALYTICS_EVENT, PLATFORMS
+from tests.handlers.exercise_01 import emitted_totals
 
 DATABASE = "capstone_analytics_lake"
 REGION, ACCOUNT_ID = "us-east-1", "123456789012"
@@ -122,22 +123,6 @@ def table_of(answer: dict[str, Any]) -> str:
     return answer["metadata"]["otfMetadata"]["destinationTableName"]
 
 
-def metric_totals(output: str) -> Counter:
-    """{metric name: sum of values} over the EMF documents Powertools printed (log lines are JSON too, without ``_aws``)."""
-    totals: Counter = Counter()
-    for line in output.splitlines():
-        if not line.startswith("{"):
-            continue
-        blob = json.loads(line)
-        if "_aws" not in blob:
-            continue
-        for directive in blob["_aws"]["CloudWatchMetrics"]:
-            for metric in directive["Metrics"]:
-                value = blob[metric["Name"]]
-                totals[metric["Name"]] += sum(value) if isinstance(value, list) else value
-    return totals
-
-
 def run(transform, records: list[dict[str, Any]], lambda_context) -> list[dict[str, Any]]:
     response = transform.lambda_handler(Buffer.event(records), lambda_context)
     assert set(response) == {"records"}
@@ -233,7 +218,7 @@ def test_every_record_of_a_buffer_is_answered_once_in_order(transform, buffer, l
 
     assert [answer["result"] for answer in answers] == ["Ok"] * 6
     assert [table_of(answer) for answer in answers] == ["events", "events", "quarantine", "events", "events", "events"]
-    totals = metric_totals(capsys.readouterr().out)
+    totals = emitted_totals(capsys.readouterr().out)
     assert (totals["RowsWritten"], totals["RecordsQuarantined"], totals["DuplicatesDropped"]) == (5, 1, 0)
 
 
@@ -251,7 +236,7 @@ def test_a_second_copy_of_an_event_in_the_buffer_is_dropped_and_counted(transfor
     assert [answer["result"] for answer in answers] == ["Ok", "Ok", "Dropped", "Dropped"]
     assert row_of(answers[0])["event_id"] == event["event_id"]
     assert row_of(answers[0])["event_type"] == "page_view"
-    totals = metric_totals(capsys.readouterr().out)
+    totals = emitted_totals(capsys.readouterr().out)
     assert (totals["RowsWritten"], totals["DuplicatesDropped"], totals["RecordsQuarantined"]) == (2, 2, 0)
 
 
@@ -272,7 +257,7 @@ def test_event_age_is_the_oldest_events_age_when_it_arrived(transform, buffer, l
     ]
     capsys.readouterr()
     run(transform, records, lambda_context)
-    assert metric_totals(capsys.readouterr().out)["EventAge"] == 600_000
+    assert emitted_totals(capsys.readouterr().out)["EventAge"] == 600_000
 
 
 def test_an_arrival_time_that_is_not_a_number_is_the_time_of_the_transformation(transform, buffer, lambda_context):
@@ -377,7 +362,7 @@ def test_a_record_that_is_not_an_event_is_quarantined_with_its_reason_and_payloa
     assert row["user_id"] == user_id
     if kind != "huge payload":
         assert SECRET not in row["reason"]  # the reason never repeats what the payload says
-    totals = metric_totals(capsys.readouterr().out)
+    totals = emitted_totals(capsys.readouterr().out)
     assert (totals["RowsWritten"], totals["RecordsQuarantined"]) == (1, 1)
 
 
@@ -589,6 +574,6 @@ def test_property_every_record_is_answered_and_every_row_is_readable(transform, 
             assert len(row["payload"]) <= lake.MAX_QUARANTINED_PAYLOAD
             assert row["arrival_time"] == lake.timestamp_text(arrived)
             counts["RecordsQuarantined"] += 1
-    totals = metric_totals(capsys.readouterr().out)
+    totals = emitted_totals(capsys.readouterr().out)
     for name in ("RowsWritten", "RecordsQuarantined", "DuplicatesDropped"):
         assert totals[name] == counts[name], name

@@ -33,7 +33,7 @@ import boto3
 from aws_lambda_powertools import Logger
 
 from messaging_runtime.athena import AthenaQueries
-from messaging_runtime.cloudformation import answer
+from messaging_runtime.cloudformation import serve
 
 logger = Logger()
 athena = boto3.client("athena")
@@ -99,31 +99,27 @@ def update_statements(old: dict, new: dict) -> list[str]:
     return statements
 
 
-def _respond(event: dict, status: str, physical_id: str, reason: str = "") -> None:
-    http_status = answer(event, status, physical_id, reason=reason, data={"TableName": physical_id})
-    logger.info("Answered CloudFormation", extra={"status": status, "http_status": http_status})
+def _act(event: dict, physical_id: str, context) -> str:
+    properties = event.get("ResourceProperties", {})
+    name = f"{properties.get('Database')}.{properties.get('Table')}"
+    queries = AthenaQueries(athena, workgroup=properties["Workgroup"], timeout_seconds=max(30, context.get_remaining_time_in_millis() / 1000 - 30))
+    if event["RequestType"] == "Create":
+        _check(properties)
+        queries.execute(create_statement(properties))
+        return name
+    if event["RequestType"] == "Update":
+        _check(properties)
+        for statement in update_statements(event.get("OldResourceProperties", {}), properties):
+            queries.execute(statement)
+    elif properties.get("RemovalPolicy") == "destroy" and physical_id == name:  # not a create that failed
+        queries.execute(f"DROP TABLE IF EXISTS {name}")
+    return physical_id
 
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict, context) -> None:
     properties = event.get("ResourceProperties", {})
     name = f"{properties.get('Database')}.{properties.get('Table')}"
-    # Until a create succeeds, the resource's id is not the table's name, so that its delete never drops the table.
-    physical_id = event.get("PhysicalResourceId") or f"{event.get('LogicalResourceId', 'IcebergTable')}-not-created"
-    try:
-        queries = AthenaQueries(athena, workgroup=properties["Workgroup"], timeout_seconds=max(30, context.get_remaining_time_in_millis() / 1000 - 30))
-        if event["RequestType"] == "Create":
-            _check(properties)
-            queries.execute(create_statement(properties))
-            physical_id = name
-        elif event["RequestType"] == "Update":
-            _check(properties)
-            for statement in update_statements(event.get("OldResourceProperties", {}), properties):
-                queries.execute(statement)
-        elif properties.get("RemovalPolicy") == "destroy" and physical_id == name:  # not a create that failed
-            queries.execute(f"DROP TABLE IF EXISTS {name}")
-    except Exception as error:  # answer FAILED with the reason instead of leaving CloudFormation waiting
-        logger.exception("Request failed", extra={"request_type": event.get("RequestType"), "table": name})
-        _respond(event, "FAILED", physical_id, f"{type(error).__name__}: {error} (log stream {context.log_stream_name})")
-        return
-    _respond(event, "SUCCESS", physical_id)
+    serve(
+        event, context, lambda e, physical_id: _act(e, physical_id, context), logger=logger, kind="IcebergTable", data_key="TableName", describe={"table": name}
+    )

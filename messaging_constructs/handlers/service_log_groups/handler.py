@@ -15,7 +15,7 @@ from __future__ import annotations
 import boto3
 from aws_lambda_powertools import Logger
 
-from messaging_runtime.cloudformation import answer
+from messaging_runtime.cloudformation import serve
 
 logger = Logger()
 logs = boto3.client("logs")
@@ -36,25 +36,18 @@ def _delete(name: str) -> None:
         logger.info("Log group already gone", extra={"log_group": name})
 
 
-def _respond(event: dict, status: str, physical_id: str, reason: str = "") -> None:
-    http_status = answer(event, status, physical_id, reason=reason, data={"LogGroupName": physical_id})
-    logger.info("Answered CloudFormation", extra={"status": status, "http_status": http_status})
+def _act(event: dict, physical_id: str) -> str:
+    properties = event.get("ResourceProperties", {})
+    name = properties.get("LogGroupName", "")
+    if event["RequestType"] in ("Create", "Update"):
+        _keep(name, int(properties["RetentionInDays"]), properties["KmsKeyArn"])
+        return name
+    if properties.get("RemovalPolicy") == "destroy" and physical_id == name:  # not a create that failed
+        _delete(physical_id)
+    return physical_id
 
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict, context) -> None:
-    properties = event.get("ResourceProperties", {})
-    name = properties.get("LogGroupName", "")
-    # Until a create succeeds, the resource's id is not the group's name, so that its delete never removes the group.
-    physical_id = event.get("PhysicalResourceId") or f"{event.get('LogicalResourceId', 'ServiceLogGroup')}-not-created"
-    try:
-        if event["RequestType"] in ("Create", "Update"):
-            _keep(name, int(properties["RetentionInDays"]), properties["KmsKeyArn"])
-            physical_id = name
-        elif properties.get("RemovalPolicy") == "destroy" and physical_id == name:  # not a create that failed
-            _delete(physical_id)
-    except Exception as error:  # answer FAILED with the reason instead of leaving CloudFormation waiting
-        logger.exception("Request failed", extra={"request_type": event.get("RequestType"), "log_group": name})
-        _respond(event, "FAILED", physical_id, f"{type(error).__name__}: {error} (log stream {context.log_stream_name})")
-        return
-    _respond(event, "SUCCESS", physical_id)
+    name = event.get("ResourceProperties", {}).get("LogGroupName", "")
+    serve(event, context, _act, logger=logger, kind="ServiceLogGroup", data_key="LogGroupName", describe={"log_group": name})
