@@ -9,6 +9,8 @@
 #                                   path tests (scripts/install_mosquitto.sh installs it as root when missing; the tests
 #                                   start their own broker; without it they are skipped, and fail under CI=true)
 #   make diagrams                   regenerate the Mermaid diagram in each blueprint's docs page from its template
+#   make cost                       price every blueprint (idle a month, per million messages, both profiles) from its
+#                                   templates and messaging_constructs/costs/prices.toml; rewrite the docs pages' cost blocks
 #   make rabbitmq                   install (Debian, as root) and start that RabbitMQ on 127.0.0.1
 #   make activemq                   install (Debian, as root) the ActiveMQ the authorization tests start on 127.0.0.1
 #   make deploy STACK=Exercise01Queues [PROFILE=...]
@@ -22,7 +24,7 @@ CDK := node_modules/.bin/cdk
 # jsii still runs on Node.js 20; keep its end-of-life banner out of every command's output.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: setup layers rabbitmq activemq synth diagrams test lint bench deploy diff destroy clean
+.PHONY: setup layers rabbitmq activemq synth diagrams cost test lint bench deploy diff destroy clean
 
 setup: $(VENV)/.installed node_modules/.installed layers
 
@@ -45,6 +47,10 @@ synth: setup
 # Each blueprint's docs page shows a Mermaid diagram of its message paths, made from its synthesized template.
 diagrams: setup
 	$(PY) -m scripts.diagrams
+
+# Each blueprint's docs page shows its idle and per-million cost, computed from its synthesized templates and the dated price table.
+cost: setup
+	$(PY) -m scripts.cost_report
 
 # The AMQP, STOMP and topology tests talk to a real RabbitMQ; without one they are skipped (and fail under CI=true).
 rabbitmq:
