@@ -45,6 +45,8 @@ def test_wheel_ships_the_library_with_its_type_marker(wheel):
     assert "messaging_constructs/monitoring/sqs.py" in names
     # The functions the library deploys itself travel with it, so that they synthesize after `pip install`.
     assert "messaging_constructs/handlers/service_log_groups/handler.py" in names
+    # The cost model reads its dated price table from the package.
+    assert "messaging_constructs/costs/prices.toml" in names
     assert not any(n.startswith(("stacks/", "tests/", "lambdas/")) for n in names)
 
 
