@@ -36,6 +36,12 @@ Rules (docs/messaging-checks.md gives the reason for each):
 - ``KafkaClientAuth``: an MSK cluster takes IAM or TLS client authentication
   only (no unauthenticated access), encrypts in transit with TLS only and at
   rest with a customer-managed key; a serverless cluster uses IAM.
+- ``AlarmMetrics``: every metric an alarm watches (its own, or each
+  ``MetricStat`` of its ``Metrics``) in an AWS namespace that
+  ``metric_dimensions`` documents uses a set of dimension names AWS publishes
+  that metric under, and no dimension value is the ``Ref`` of a resource whose
+  ``Ref`` is not what the dimension holds (a queue's URL, a topic's ARN, a
+  broker's id), nor an ARN where the dimension holds a name.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from cdk_nag import IApplyRule, NagMessageLevel, NagPack, NagRuleCompliance
 from constructs import IConstruct
 
 from ._templates import referenced
+from .metric_dimensions import NAMESPACES, dimension_problem
 
 PACK_NAME = "MessagingChecks"
 
@@ -118,6 +125,19 @@ def dead_letter_destinations(view: StackView) -> set[str]:
     return {logical_id for value in found if (logical_id := referenced(value)) and view.type_of(value) == "AWS::SQS::Queue"}
 
 
+def _alarm_metrics(alarm: Mapping[str, Any]) -> Iterator[tuple[Any, Any, Any]]:
+    """``(namespace, metric name, dimensions)`` of the metric an alarm watches, or of each ``MetricStat`` of its ``Metrics``.
+
+    Math expressions and Metrics Insights queries name no metric of their own; the metrics they use are ``MetricStat`` entries.
+    """
+    if "MetricName" in alarm:
+        yield alarm.get("Namespace"), alarm.get("MetricName"), alarm.get("Dimensions")
+    for query in alarm.get("Metrics") or []:
+        metric = _dig(query, "MetricStat", "Metric")
+        if isinstance(metric, Mapping):
+            yield metric.get("Namespace"), metric.get("MetricName"), metric.get("Dimensions")
+
+
 def _watches_visible_messages(alarm: Mapping[str, Any], queue: str) -> bool:
     def is_the_metric(namespace: Any, name: Any, dimensions: Any) -> bool:
         names = {d.get("Name"): d.get("Value") for d in dimensions or []}
@@ -125,16 +145,7 @@ def _watches_visible_messages(alarm: Mapping[str, Any], queue: str) -> bool:
             namespace == "AWS/SQS" and name == "ApproximateNumberOfMessagesVisible" and set(names) == {"QueueName"} and referenced(names["QueueName"]) == queue
         )
 
-    if is_the_metric(alarm.get("Namespace"), alarm.get("MetricName"), alarm.get("Dimensions")):
-        return True
-    return any(
-        is_the_metric(
-            _dig(query, "MetricStat", "Metric", "Namespace"),
-            _dig(query, "MetricStat", "Metric", "MetricName"),
-            _dig(query, "MetricStat", "Metric", "Dimensions"),
-        )
-        for query in alarm.get("Metrics") or []
-    )
+    return any(is_the_metric(*metric) for metric in _alarm_metrics(alarm))
 
 
 def dead_letter_queue_alarm(node: CfnResource, view: StackView) -> bool:
@@ -274,6 +285,75 @@ def service_key_access(node: CfnResource, view: StackView) -> bool:
     return all(any(_grants_service(statement, service) for statement in statements) for service in _services_delivering(view, target))
 
 
+#: Resource types whose ``Ref`` is not the name CloudWatch puts in a dimension, and what it is instead (the "Return
+#: values" of each type in the CloudFormation reference). An ARN is right where the dimension holds one
+#: (``StateMachineArn``, ``ActivityArn``, ...: every such dimension name ends in ``Arn``).
+REF_IS_NOT_A_NAME: Mapping[str, str] = {
+    "AWS::SQS::Queue": "the queue URL",
+    "AWS::SNS::Topic": "the topic ARN",
+    "AWS::MSK::Cluster": "the cluster ARN",
+    "AWS::MSK::ServerlessCluster": "the cluster ARN",
+    "AWS::AmazonMQ::Broker": "the broker ID",
+    "AWS::ApiGateway::RestApi": "the API ID",
+    "AWS::StepFunctions::StateMachine": "the state machine ARN",
+    "AWS::StepFunctions::Activity": "the activity ARN",
+    "AWS::Lambda::Alias": "the alias ARN",
+    "AWS::Lambda::Version": "the version ARN",
+}
+
+
+def _on_custom_bus(rule: Mapping[str, Any], view: StackView) -> bool:
+    """The rule is on a custom event bus (its ``Ref`` is then ``<bus>|<rule>``); a bus named by a token this stack cannot read is not known to be."""
+    bus = rule.get("EventBusName")
+    if isinstance(bus, str):
+        return bus != "default" and not bus.endswith(":event-bus/default")
+    return view.type_of(bus) == "AWS::Events::EventBus"
+
+
+def _value_problem(dimension: str, value: Any, view: StackView) -> str | None:
+    """Why ``value`` is not what CloudWatch puts in ``dimension``, when it names a resource of the stack by its ``Ref`` or an ARN."""
+    logical_id = referenced(value)
+    if logical_id not in view.resources:
+        return None  # a literal, a parameter, or a resource of another stack
+    kind, properties = view.resources[logical_id]
+    holds_arn = dimension.endswith("Arn")
+    if "Ref" in value:
+        returns = REF_IS_NOT_A_NAME.get(kind)
+        if kind == "AWS::Events::Rule" and _on_custom_bus(properties, view):
+            returns = "<bus name>|<rule name> (a rule on a custom event bus)"
+        if returns and not (holds_arn and returns.endswith("ARN")):
+            return f"{dimension} is the Ref of {logical_id} ({kind}), which is {returns}"
+        return None
+    attribute = value["Fn::GetAtt"][1] if len(value["Fn::GetAtt"]) > 1 else None
+    if isinstance(attribute, str) and attribute.endswith("Arn") and not holds_arn:
+        return f"{dimension} is the {attribute} of {logical_id} ({kind}), an ARN"
+    return None
+
+
+def alarm_metric_problems(alarm: Mapping[str, Any], view: StackView) -> list[str]:
+    """What is wrong with the metrics the alarm watches: dimension names AWS does not publish a metric under, or a value that is not a name.
+
+    Only namespaces ``metric_dimensions`` documents are judged; in a custom namespace the publisher chooses the dimensions.
+    """
+    problems: list[str] = []
+    for namespace, name, dimensions in _alarm_metrics(alarm):
+        if not isinstance(namespace, str) or namespace not in NAMESPACES or not isinstance(dimensions, list | None):
+            continue  # a namespace the data does not hold, or dimensions chosen at deploy time
+        entries = [d for d in dimensions or [] if isinstance(d, Mapping)]
+        names = [d.get("Name") for d in entries]
+        if len(entries) == len(dimensions or []) and all(isinstance(n, str) for n in names):
+            problem = dimension_problem(namespace, name if isinstance(name, str) else None, names)
+            if problem:
+                problems.append(problem)
+        problems.extend(problem for d in entries if isinstance(d.get("Name"), str) and (problem := _value_problem(d["Name"], d.get("Value"), view)))
+    return problems
+
+
+def alarm_metrics(node: CfnResource, view: StackView) -> bool:
+    _, alarm = view.resources[view.stack.get_logical_id(node)]
+    return not alarm_metric_problems(alarm, view)
+
+
 @dataclass(frozen=True)
 class Rule:
     """One rule: the resource types it checks, what it says when they fail it, and the check."""
@@ -340,6 +420,15 @@ RULES: tuple[Rule, ...] = (
         "The MSK cluster allows unauthenticated clients, plaintext traffic, or has no customer-managed key at rest.",
         "Kafka clients should authenticate with IAM or TLS and talk TLS only; a provisioned cluster's data should be under a key the account controls.",
         kafka_client_auth,
+    ),
+    Rule(
+        "AlarmMetrics",
+        ("AWS::CloudWatch::Alarm",),
+        "The alarm watches a metric AWS does not publish: its dimension names are not a set AWS documents for that namespace and metric, "
+        "or a dimension value names a resource by something other than what the dimension holds (a queue's Ref is its URL, a topic's its ARN).",
+        "A metric is its namespace, name and dimensions; under any other dimensions it never receives data, and an alarm that treats "
+        "missing data as not breaching stays OK for ever. Synth, cdk-nag and cfn-lint accept such an alarm.",
+        alarm_metrics,
     ),
 )
 

@@ -5,10 +5,14 @@ The pack runs as cdk-nag runs it (``validate_scope``); a finding is the rule's i
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from aws_cdk import App, Duration, Stack
 from aws_cdk import aws_amazonmq as mq
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -22,6 +26,9 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 
 from messaging_constructs.messaging_checks import PACK_NAME, RULES, MessagingChecks
+from messaging_constructs.metric_dimensions import NAMESPACES, dimension_problem
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _report(stack: Stack):
@@ -55,6 +62,10 @@ def function(stack: Stack, construct_id: str = "Fn") -> lambda_.Function:
     )
 
 
+def queue_depth(queue_name: str) -> cloudwatch.Metric:
+    return cloudwatch.Metric(namespace="AWS/SQS", metric_name="ApproximateNumberOfMessagesVisible", dimensions_map={"QueueName": queue_name})
+
+
 def visible_alarm(stack: Stack, queue: sqs.Queue, construct_id: str = "Alarm") -> cloudwatch.Alarm:
     return cloudwatch.Alarm(stack, construct_id, metric=queue.metric_approximate_number_of_messages_visible(), threshold=1, evaluation_periods=1)
 
@@ -68,6 +79,7 @@ def test_every_rule_is_named_and_explained():
         "ServiceKeyAccess",
         "BrokerPrivate",
         "KafkaClientAuth",
+        "AlarmMetrics",
     ]
     assert all(len(rule.info) > 30 and len(rule.explanation) > 60 for rule in RULES)
 
@@ -322,7 +334,7 @@ def test_a_cmk_queue_sns_delivers_to_needs_a_key_policy_for_sns_with_a_source_co
 def test_a_cmk_topic_an_alarm_notifies_needs_cloudwatch_in_its_key_policy():
     stack = new_stack()
     topic = sns.Topic(stack, "Alarms", master_key=kms.Key(stack, "Key"))
-    alarm = cloudwatch.Alarm(stack, "Alarm", metric=cloudwatch.Metric(namespace="AWS/SQS", metric_name="X"), threshold=1, evaluation_periods=1)
+    alarm = cloudwatch.Alarm(stack, "Alarm", metric=queue_depth("q"), threshold=1, evaluation_periods=1)
     alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
     assert rules_broken(stack) == {"ServiceKeyAccess"}
 
@@ -333,6 +345,135 @@ def test_the_librarys_own_key_and_topic_pass():
     stack = new_stack()
     key = EncryptionKey(stack, "Key", users=[KeyUser.CLOUDWATCH]).key
     topic = AlarmTopic(stack, "Alarms", encryption_key=key).topic
-    alarm = cloudwatch.Alarm(stack, "Alarm", metric=cloudwatch.Metric(namespace="AWS/SQS", metric_name="X"), threshold=1, evaluation_periods=1)
+    alarm = cloudwatch.Alarm(stack, "Alarm", metric=queue_depth("q"), threshold=1, evaluation_periods=1)
     alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
     assert rules_broken(stack) == set()
+
+
+# --- AlarmMetrics ---------------------------------------------------------------------------------------------------
+
+
+def alarm_on(stack: Stack, metric: cloudwatch.IMetric, construct_id: str = "Alarm") -> cloudwatch.Alarm:
+    return cloudwatch.Alarm(stack, construct_id, metric=metric, threshold=1, evaluation_periods=1)
+
+
+def alarm_findings(stack: Stack) -> list[str]:
+    return [path for rule, path in findings(stack) if rule == "AlarmMetrics"]
+
+
+def test_alarms_on_metrics_aws_publishes_pass():
+    stack = new_stack()
+    queue, fn = sqs.Queue(stack, "Queue"), function(stack)
+    table = dynamodb.Table(stack, "Table", partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING))
+    alarm_on(stack, queue.metric_approximate_age_of_oldest_message(), "Age")
+    alarm_on(stack, fn.metric_errors(), "Errors")
+    alarm_on(stack, table.metric_system_errors_for_operations(operations=[dynamodb.Operation.PUT_ITEM, dynamodb.Operation.QUERY]), "SystemErrors")
+    alarm_on(stack, cloudwatch.Metric(namespace="AWS/Kafka", metric_name="CpuUser", dimensions_map={"Cluster Name": "c", "Broker ID": "1"}), "Cpu")
+    alarm_on(stack, cloudwatch.Metric(namespace="AWS/Lambda", metric_name="ConcurrentExecutions"), "AccountConcurrency")
+    assert rules_broken(stack) == set()
+
+
+def test_a_dimension_name_aws_does_not_publish_the_metric_under_is_a_finding():
+    stack = new_stack()
+    queue = sqs.Queue(stack, "Queue")
+    metric = cloudwatch.Metric(namespace="AWS/SQS", metric_name="ApproximateNumberOfMessagesVisible", dimensions_map={"Queue": queue.queue_name})
+    wrong = alarm_on(stack, metric)
+    assert findings(stack) == [("AlarmMetrics", wrong.node.default_child.node.path)]
+
+
+def test_a_metric_published_per_operation_needs_its_operation():
+    stack = new_stack()
+    table = dynamodb.Table(stack, "Table", partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING))
+    alarm_on(stack, cloudwatch.Metric(namespace="AWS/DynamoDB", metric_name="SystemErrors", dimensions_map={"TableName": table.table_name}))
+    assert rules_broken(stack) == {"AlarmMetrics"}
+
+
+def test_a_queue_named_by_its_ref_or_its_arn_is_a_finding():
+    """A queue's Ref is its URL: the metric of that "queue name" never exists, nor that of its ARN."""
+    stack = new_stack()
+    queue = sqs.Queue(stack, "Queue")
+    by_url = alarm_on(stack, queue_depth(queue.queue_url))
+    assert findings(stack) == [("AlarmMetrics", by_url.node.default_child.node.path)]
+
+    stack = new_stack()
+    queue = sqs.Queue(stack, "Queue")
+    by_arn = alarm_on(stack, queue_depth(queue.queue_arn))
+    assert findings(stack) == [("AlarmMetrics", by_arn.node.default_child.node.path)]
+
+
+def test_a_rule_named_alone_passes_on_the_default_bus_and_not_by_its_ref_on_a_custom_bus():
+    stack = new_stack()
+    rule = events.Rule(stack, "Rule", event_pattern=events.EventPattern(source=["a"]))
+    alarm_on(stack, cloudwatch.Metric(namespace="AWS/Events", metric_name="FailedInvocations", dimensions_map={"RuleName": rule.rule_name}))
+    assert rules_broken(stack) == set()  # a rule on the default bus: its Ref is its name, RuleName alone is its metric
+
+    stack = new_stack()
+    bus = events.EventBus(stack, "Bus")
+    rule = events.Rule(stack, "Rule", event_bus=bus, event_pattern=events.EventPattern(source=["a"]))
+    dimensions = {"EventBusName": bus.event_bus_name, "RuleName": rule.rule_name}
+    alarm_on(stack, cloudwatch.Metric(namespace="AWS/Events", metric_name="FailedInvocations", dimensions_map=dimensions))
+    assert rules_broken(stack) == {"AlarmMetrics"}  # the Ref of a rule on a custom bus is <bus>|<rule>
+
+
+def test_a_bad_metric_stat_in_a_metrics_list_is_a_finding():
+    stack = new_stack()
+    queue = sqs.Queue(stack, "Queue")
+    good = queue.metric_approximate_number_of_messages_visible()
+    bad = cloudwatch.Metric(namespace="AWS/SQS", metric_name="ApproximateNumberOfMessagesNotVisible", dimensions_map={"QueueUrl": queue.queue_url})
+    alarm = alarm_on(stack, cloudwatch.MathExpression(expression="visible + inflight", using_metrics={"visible": good, "inflight": bad}))
+    assert alarm.node.default_child.metrics  # the Metrics list form, one MetricStat per metric
+    assert alarm_findings(stack) == [alarm.node.default_child.node.path]
+
+
+def test_a_custom_namespace_passes_whatever_its_dimensions():
+    stack = new_stack()
+    alarm_on(stack, cloudwatch.Metric(namespace="MyApp", metric_name="OrdersAccepted", dimensions_map={"service": "orders", "QueueName": "x"}))
+    assert rules_broken(stack) == set()
+
+
+def test_a_metric_the_table_does_not_list_is_judged_by_the_namespace_dimension_names_only():
+    assert dimension_problem("AWS/Lambda", "PolledEventCount", ["EventSourceMappingUUID"]) is None
+    assert dimension_problem("AWS/Lambda", "PolledEventCount", ["MappingId"]) == "AWS/Lambda has no dimension MappingId"
+    assert dimension_problem("AWS/SQS", "SomeFutureMetric", ["QueueName"]) is None  # SQS: QueueName for every metric
+    assert dimension_problem("AWS/SQS", "SomeFutureMetric", []) is not None
+
+
+def test_the_documented_dimension_sets_of_several_shapes():
+    assert dimension_problem("AWS/Lambda", "Errors", []) is None
+    assert dimension_problem("AWS/Lambda", "Errors", ["FunctionName", "Resource", "ExecutedVersion"]) is None
+    assert dimension_problem("AWS/Lambda", "Errors", ["FunctionName", "ExecutedVersion"]) is not None
+    assert dimension_problem("AWS/Events", "FailedInvocations", ["RuleName"]) is None
+    assert dimension_problem("AWS/Events", "FailedInvocations", ["EventBusName"]) is not None
+    assert dimension_problem("AWS/AmazonMQ", "MessageCount", ["Broker", "VirtualHost", "Queue"]) is None
+    assert dimension_problem("AWS/Kafka", "BytesInPerSec", ["Cluster Name", "Topic"]) is None
+    assert dimension_problem("AWS/Kafka", "BytesInPerSec", ["ClusterName", "Topic"]) is not None
+    assert dimension_problem("AWS/Scheduler", "InvocationsFailedToBeSentToDeadLetterCount_AWS.SimpleQueueService.NonExistentQueue", []) is None
+
+
+def test_every_namespace_cites_its_aws_documentation():
+    assert {"AWS/SQS", "AWS/SNS", "AWS/Events", "AWS/EventBridge/Pipes", "AWS/Scheduler", "AWS/Lambda", "AWS/DynamoDB", "AWS/States"} <= set(NAMESPACES)
+    assert {"AWS/Kinesis", "AWS/Firehose", "AWS/Kafka", "AWS/AmazonMQ", "AWS/ApiGateway", "AWS/IoT"} <= set(NAMESPACES)
+    for namespace in NAMESPACES.values():
+        assert namespace.sources and all(url.startswith("https://docs.aws.amazon.com/") for url in namespace.sources), namespace.name
+        assert namespace.metrics or namespace.every_metric, namespace.name
+
+
+def _monitoring_table() -> list[tuple[str, str, list[str]]]:
+    """(namespace, metric, dimension names) of each row of the table in docs/monitoring.md."""
+    rows = []
+    for line in (ROOT / "docs" / "monitoring.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and len(cells) == 5 and cells[0] not in ("namespace", "---") and not re.fullmatch(r"-+", cells[0]):
+            rows.append((cells[0], cells[1], [name.strip() for name in cells[2].split(",")]))
+    return rows
+
+
+def test_every_metric_the_library_alarms_on_or_draws_is_in_the_shipped_data():
+    """docs/monitoring.md lists what the library uses; the data the rule ships must allow each row, so the two cannot drift."""
+    rows = _monitoring_table()
+    assert len(rows) > 50
+    aws_rows = [row for row in rows if row[0].startswith("AWS/")]
+    assert {namespace for namespace, _, _ in aws_rows} <= set(NAMESPACES)
+    assert [(ns, metric, names, problem) for ns, metric, names in aws_rows if (problem := dimension_problem(ns, metric, names))] == []
+    for namespace, metric, _ in aws_rows:
+        assert metric in NAMESPACES[namespace].metrics or NAMESPACES[namespace].every_metric is not None, (namespace, metric)
