@@ -12,6 +12,9 @@ from aws_cdk import App
 from messaging_constructs import Profile
 from stacks.capstone_analytics import CapstoneAnalyticsStack
 from stacks.capstone_orders import CapstoneOrdersStack
+from stacks.case_netflix import CaseNetflixStack
+from stacks.case_spotify import CaseSpotifyStack
+from stacks.case_uber import CaseUberStack
 from stacks.compliance import add_packs
 from stacks.exercise_01_queues import Exercise01QueuesStack
 from stacks.exercise_02_eventbridge import Exercise02EventBridgeStack
@@ -37,6 +40,9 @@ def build_app(app: App | None = None, *, compliance: bool = True) -> App:
     CapstoneAnalyticsStack(
         app, "CapstoneAnalytics", profile=profile, description="Capstone 07-B: event-driven analytics with an Iceberg lake, real-time aggregates and erasure"
     )
+    CaseNetflixStack(app, "CaseNetflix", profile=profile, description="Case study: Netflix, microservices on a shared bus with per-team routes")
+    CaseUberStack(app, "CaseUber", profile=profile, description="Case study: Uber, real-time driver positions, H3 matching and offers with a timeout")
+    CaseSpotifyStack(app, "CaseSpotify", profile=profile, description="Case study: Spotify, event delivery with erasure by key deletion")
     if compliance:
         add_packs(app)
     return app

@@ -36,6 +36,7 @@ from .rest_api import SecureRestApi
 from .runtime_layer import RuntimeLayer
 from .saga import AwaitCallback, Invoke, Saga, SagaStep
 from .scheduler import ScheduleGroup
+from .sequential_offer import SequentialOffer
 from .service_log_groups import ServiceLogGroups
 from .state_table import StateTable
 from .stream_schemas import StreamSchemas
@@ -83,6 +84,7 @@ __all__ = [
     "RuntimeLayer",
     "Saga",
     "SagaStep",
+    "SequentialOffer",
     "SANDBOX",
     "ScheduleGroup",
     "SecureQueue",

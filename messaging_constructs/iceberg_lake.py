@@ -104,6 +104,7 @@ class IcebergLake(Construct):
         check_range("bytes_scanned_cutoff", bytes_scanned_cutoff, 10_000_000, 10**15, "bytes")
         self.key: kms.IKey = key_or_new(self, encryption_key, self.profile)
         self._snapshot_age = snapshot_age
+        self._expiries: dict[str, float] = {}
         stack = Stack.of(self)
 
         self.bucket = secure_bucket(self, "Bucket", key=self.key, profile=self.profile)
@@ -225,9 +226,15 @@ class IcebergLake(Construct):
         return query
 
     def add_expiry(self, prefix: str, expiration: Duration) -> None:
-        """Expire the bucket's objects under ``prefix`` (not a table's) after ``expiration``."""
+        """Expire the bucket's objects under ``prefix`` (not a table's) after ``expiration``; asking again for the
+        same prefix and expiration (two deliveries into one lake) adds nothing."""
         require(not prefix.startswith(WAREHOUSE_PREFIX), "tables expire by VACUUM, not by lifecycle rules")
         check_range("expiration (days)", expiration.to_days(), 1, 36500)
+        if prefix in self._expiries:
+            days = self._expiries[prefix]
+            require(days == expiration.to_days(), f"{prefix} already expires after {days:g} days, not {expiration.to_days():g}")
+            return
+        self._expiries[prefix] = expiration.to_days()
         self.bucket.add_lifecycle_rule(id=f"expire-{prefix.strip('/').replace('/', '-')}", prefix=prefix, expiration=expiration)
 
     # --- grants --------------------------------------------------------------

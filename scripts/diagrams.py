@@ -35,6 +35,9 @@ PAGES = {
     "Exercise05EnterpriseMessaging": "docs/exercise-05.md",
     "CapstoneOrders": "docs/capstone-orders.md",
     "CapstoneAnalytics": "docs/capstone-analytics.md",
+    "CaseNetflix": "docs/case-netflix.md",
+    "CaseUber": "docs/case-uber.md",
+    "CaseSpotify": "docs/case-spotify.md",
 }
 #: Resource type -> (kind shown, Mermaid shape opening and closing).
 NODES: dict[str, tuple[str, str, str]] = {

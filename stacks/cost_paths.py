@@ -20,6 +20,7 @@ from messaging_constructs.costs import (
     Delivery,
     DeviceMessages,
     Function,
+    Hop,
     KmsCalls,
     Path,
     PipeRequests,
@@ -211,6 +212,50 @@ def _capstone_analytics(*, mqtt: bool = False, per_event_requests: bool = False)
     )
 
 
+def _case_netflix() -> Path:
+    recommendations, analytics, quality = Queue("RecommendationsEvents"), Queue("AnalyticsEvents"), Queue("QualityEvents", share=0.25)
+
+    def team(queue: Queue, function: str, share: float = 1.0) -> list[Hop]:
+        return [
+            queue,
+            Function(function, cpu_us_per_record=UNMEASURED_US, wait_ms_per_record=DYNAMODB_MS, batch_of=queue, share=share),
+            TableWrites("CircuitBreakers", read_units=0.5 * share),  # the breaker's eventually consistent GetItem per event
+        ]
+
+    return Path(
+        "a playback event put on the bus once, routed to the recommendations and analytics teams (a quarter, rebuffered stops, to quality too)",
+        [BusEvents("Bus"), *team(recommendations, "RecommendationsConsumer"), *team(analytics, "AnalyticsConsumer"), *team(quality, "QualityConsumer", 0.25)],
+    )
+
+
+def _case_uber() -> Path:
+    # A position also deletes the driver's entry in its old cell when the cell changes: 7 % of filtered positions in the experiment.
+    writes = 2.07
+    return Path(
+        "a driver's position over MQTT (after the app's distance filter), through the drivers' rule and the positions stream into the H3 index",
+        [
+            DeviceMessages("Drivers"),
+            StreamRecords("Positions"),
+            Function("PositionsHandler", cpu_us_per_record=UNMEASURED_US, wait_ms_per_record=writes * DYNAMODB_MS, records=100),
+            TableWrites("DriverIndex", write_units=writes),
+        ],
+    )
+
+
+def _case_spotify(*, unwraps_per_event: float = 24 / 30) -> Path:
+    # 24 unwraps a day (2 families x 12 five-minute periods) for 30 events a day per listener (docs/case-spotify.md).
+    return Path(
+        "a play on the playback stream, sealed under the user's cached data key by the transformation, into the plays table",
+        [
+            StreamRecords("PlaybackEvents"),
+            Function("PlaybackTransform", cpu_us_per_record=UNMEASURED_US, records=3000, log_bytes=800),
+            KmsCalls("the user's data key unwrapped (5-minute cache)", unwraps_per_event),
+            TableWrites("UserKeys", read_units=unwraps_per_event),  # two eventually consistent reads per unwrap
+            Delivery("PlaybackDelivery", row_bytes=600),
+        ],
+    )
+
+
 #: Each blueprint's main path and its levers.
 MAIN_PATHS: dict[str, MainPath] = {
     "Exercise01Queues": MainPath(
@@ -254,6 +299,18 @@ MAIN_PATHS: dict[str, MainPath] = {
         levers=[
             Lever("one event per HTTP request instead of 500", _capstone_analytics(per_event_requests=True), Traffic(rate=1000)),
             Lever("over MQTT instead of HTTP", _capstone_analytics(mqtt=True), Traffic(rate=1000)),
+        ],
+    ),
+    "CaseNetflix": MainPath("playback event", _case_netflix(), Traffic(rate=100, message_bytes=1024)),
+    # 10,000 drivers online x 5.62 positions a minute after the filter (the experiment's share) is about 940 a second.
+    "CaseUber": MainPath("position update", _case_uber(), Traffic(rate=940, message_bytes=200)),
+    "CaseSpotify": MainPath(
+        "listening event",
+        _case_spotify(),
+        Traffic(rate=100, message_bytes=263),
+        levers=[
+            Lever("keys cached 60 minutes instead of 5", _case_spotify(unwraps_per_event=2 / 30), Traffic(rate=100, message_bytes=263)),
+            Lever("no key cache: a KMS Decrypt for every event", _case_spotify(unwraps_per_event=1.0), Traffic(rate=100, message_bytes=263)),
         ],
     ),
 }

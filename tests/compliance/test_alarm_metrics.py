@@ -27,6 +27,9 @@ STACKS = [
     "Exercise05EnterpriseMessaging",
     "CapstoneOrders",
     "CapstoneAnalytics",
+    "CaseNetflix",
+    "CaseUber",
+    "CaseSpotify",
 ]
 
 #: Resource types whose ``Ref`` is the name CloudWatch uses in a dimension. Every

@@ -38,10 +38,12 @@ from messaging_runtime.contracts import (
     clicks,
     inventory,
     invoices,
+    listening,
     orders,
     quotes,
     reports,
     shipments,
+    viewing,
 )
 from messaging_runtime.contracts.fields import WholeNumber
 from messaging_runtime.contracts.schemas import json_schema, registry_schema, registry_schemas
@@ -229,6 +231,8 @@ class Blueprint:
             return [s["Target"]["EventBridgeParameters"]["Source"] for s in self.of_type("AWS::Scheduler::Schedule").values()]
         if producer == "pipe":
             return [p["TargetParameters"]["EventBridgeEventBusParameters"]["Source"] for p in self.of_type("AWS::Pipes::Pipe").values()]
+        if producer in OUTSIDE_PRODUCERS:
+            return OUTSIDE_PRODUCERS[producer]
         if producer == "archive replay":
             assert self.of_type("AWS::Events::Archive"), "no archive to replay from"
             return [source for name in self.functions() for source in self.put_sources(name)]
@@ -307,8 +311,8 @@ def deliveries(blueprints: dict[str, Blueprint], producer: str, sent: Sent) -> s
                 found.add(blueprint.function_name(mapping["FunctionName"]["Ref"]))
     elif via == "direct reply-to":  # the reply goes straight back to the channel of the requester that asked
         found.add("quote_requester")
-    elif via == "kinesis":  # the stream's readers: its event source mappings, and Firehose's transformation function
-        (stream,) = blueprint.of_type("AWS::Kinesis::Stream")
+    elif via.startswith("kinesis"):  # the stream's readers (the one stream, or the one named): its mappings, and Firehose's transformation function
+        (stream,) = [k for k in blueprint.of_type("AWS::Kinesis::Stream") if k.startswith(via.removeprefix("kinesis").strip())]
         found.update(name for name, _ in blueprint.readers(stream))
         for delivery in blueprint.of_type("AWS::KinesisFirehose::DeliveryStream").values():
             if delivery["KinesisStreamSourceConfiguration"]["KinesisStreamARN"] == {"Fn::GetAtt": [stream, "Arn"]}:
@@ -359,7 +363,16 @@ PRODUCERS: dict[str, tuple[tuple[tuple[EventKind[Any], int], ...], str, str]] = 
     # Straight onto the stream: API Gateway's PutRecords integration and the IoT rule's Kinesis action, no function.
     "ingest": (((analytics.ANALYTICS_EVENT, 1),), "CapstoneAnalytics", "kinesis"),
     "operator": (((analytics.ERASURE_REQUEST, 1),), "CapstoneAnalytics", "queue ErasureRequests"),
+    # CaseNetflix: the playback services and the content pipeline are outside the stack; the workflow's last step publishes.
+    "producers outside CaseNetflix": (((viewing.PLAYBACK_STARTED, 1), (viewing.PLAYBACK_STOPPED, 1), (viewing.TITLE_UPLOADED, 1)), "CaseNetflix", "bus"),
+    "case_netflix_encoding": (((viewing.TITLE_PUBLISHED, 1),), "CaseNetflix", "bus"),
+    # CaseSpotify: the listening clients write each family to its own stream.
+    "playback clients": (((listening.PLAYBACK_EVENT, 1),), "CaseSpotify", "kinesis PlaybackEvents"),
+    "interaction clients": (((listening.INTERACTION_EVENT, 1),), "CaseSpotify", "kinesis InteractionEvents"),
 }
+
+#: The sources producers outside a stack put on its bus (no role of the stack to read them from).
+OUTSIDE_PRODUCERS = {"producers outside CaseNetflix": [viewing.PLAYBACK_SOURCE, viewing.STUDIO_SOURCE]}
 
 #: What each consumer reads: an event kind, or several that share its channel. A queue no function reads yet holds the registry's kind.
 CONSUMERS: dict[str, EventKind[Any] | OneOf | dict[str, EventKind[Any]]] = {
@@ -392,6 +405,10 @@ CONSUMERS: dict[str, EventKind[Any] | OneOf | dict[str, EventKind[Any]]] = {
     "lake_transform": analytics.ANALYTICS_EVENT,
     "event_aggregator": analytics.ANALYTICS_EVENT,
     "lake_erasure": analytics.ERASURE_REQUEST,
+    # Every team's function runs one handler (its team in TEAM_NAME) and reads what its rule lets through.
+    "case_netflix_team_consumer": {k.name: k for k in viewing.KINDS},
+    "case_netflix_encoding_starter": viewing.TITLE_UPLOADED,
+    "case_spotify_transform": {k.name: k for k in listening.KINDS},
 }
 
 #: The consumers each kind can reach: the routing the stacks build, spelled out (the tests check the derived routing against it).
@@ -421,6 +438,12 @@ EXPECTED_ROUTES = {
     "OrderStatusChanged": {"status_pusher"},
     "AnalyticsEvent": {"lake_transform", "event_aggregator"},
     "ErasureRequest": {"lake_erasure"},
+    "PlaybackStarted": {"case_netflix_team_consumer"},
+    "PlaybackStopped": {"case_netflix_team_consumer"},
+    "TitleUploaded": {"case_netflix_team_consumer", "case_netflix_encoding_starter"},
+    "TitlePublished": {"case_netflix_team_consumer"},
+    "PlaybackEvent": {"case_spotify_transform"},
+    "InteractionEvent": {"case_spotify_transform"},
 }
 
 SENDS = [(producer, kind, version) for producer, (sent, _, _) in PRODUCERS.items() for kind, version in sent]
