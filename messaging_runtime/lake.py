@@ -26,8 +26,10 @@ late-arriving-share query.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -145,3 +147,81 @@ def user_named_in(data: bytes) -> str | None:
         return None
     user = document.get("user_id") if isinstance(document, Mapping) else None
     return user if isinstance(user, str) and 0 < len(user) <= 256 else None
+
+
+@dataclass
+class Buffer:
+    """Firehose's answer to one transformation buffer: a record each, in order, with what became of them.
+
+    ``answers`` are Firehose's ``records[]`` (``Ok`` with the row and the Iceberg table it is routed to, or
+    ``Dropped``); ``counts`` the rows written, the records quarantined and the duplicates dropped; ``events`` each
+    event written with the time the stream received it.
+    """
+
+    answers: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=lambda: {"RowsWritten": 0, "RecordsQuarantined": 0, "DuplicatesDropped": 0})
+    events: list[tuple[Any, datetime]] = field(default_factory=list)
+
+
+def answer(record_id: str, row: Mapping[str, Any], database: str, table: str) -> dict[str, Any]:
+    """Firehose's ``Ok`` answer for a record: the row as JSON, routed to ``database.table`` (``otfMetadata``)."""
+    return {
+        "recordId": record_id,
+        "result": "Ok",
+        "data": base64.b64encode(json.dumps(row, separators=(",", ":")).encode()).decode(),
+        "metadata": {"otfMetadata": {"destinationDatabaseName": database, "destinationTableName": table, "operation": "insert"}},
+    }
+
+
+def transform_buffer(
+    records: list[dict[str, Any]],
+    now: datetime,
+    *,
+    database: str,
+    read: Callable[[bytes], Any],
+    row: Callable[[Any, datetime], tuple[Mapping[str, Any], str]],
+    quarantine: Callable[[str, bytes, str, datetime], tuple[Mapping[str, Any], str]],
+    on_quarantine: Callable[[str, str], None] | None = None,
+) -> Buffer:
+    """Answer a Firehose transformation buffer of a Kinesis source: every record once, in order, nothing lost.
+
+    ``read`` turns a record's bytes into an event (``Rejected`` when they are not one); ``row`` makes the event's row
+    and names its table; ``quarantine(where, data, reason, arrived)`` does the same for a record that is not an event
+    (``where`` is ``<shard>/<sequence number>``), after ``on_quarantine(where, reason)``. A second copy of an event id
+    in the buffer is ``Dropped``. A record's arrival is ``approximateArrivalTimestamp``, or ``now`` when it has none.
+    """
+    buffer, seen = Buffer(), set()
+    for record in records:
+        record_id = record["recordId"]
+        metadata = record.get("kinesisRecordMetadata") or {}
+        where = f"{metadata.get('shardId', '?')}/{metadata.get('sequenceNumber', record_id)}"
+        try:
+            arrived = arrival(record.get("approximateArrivalTimestamp"))
+        except (ValueError, OverflowError, OSError):  # absent, or out of any calendar: the time it is handled
+            arrived = now
+        try:
+            data = base64.b64decode(record.get("data") or "", validate=True)
+        except (binascii.Error, ValueError, TypeError):
+            data, reason = str(record.get("data")).encode(), "the record's data is not base64"
+        else:
+            try:
+                event = read(data)
+            except Rejected as rejected:
+                reason = rejected.reason
+            else:
+                if event.event_id in seen:
+                    buffer.answers.append({"recordId": record_id, "result": "Dropped", "data": record["data"]})
+                    buffer.counts["DuplicatesDropped"] += 1
+                    continue
+                seen.add(event.event_id)
+                made, table = row(event, arrived)
+                buffer.answers.append(answer(record_id, made, database, table))
+                buffer.counts["RowsWritten"] += 1
+                buffer.events.append((event, arrived))
+                continue
+        if on_quarantine:
+            on_quarantine(where, reason)
+        quarantined, table = quarantine(where, data, reason, arrived)
+        buffer.answers.append(answer(record_id, quarantined, database, table))
+        buffer.counts["RecordsQuarantined"] += 1
+    return buffer

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from messaging_constructs.costs import Line, PriceTable, idle_cost, total, unpriced
+from scripts._pages import rewrite
 from scripts.diagrams import PAGES, ROOT
 from stacks.cost_paths import MAIN_PATHS, MainPath
 
@@ -168,18 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     templates = synthesized()
     if not args.check:
         print(report(templates, prices))
-    stale = []
-    for stack in MAIN_PATHS:
-        path = ROOT / PAGES[stack]
-        page = path.read_text()
-        new = updated(page, stack, templates, prices)
-        if new != page:
-            stale.append(PAGES[stack])
-            if not args.check:
-                path.write_text(new)
-    if stale:
-        print(("out of date: " if args.check else "updated: ") + ", ".join(stale))
-    return 1 if stale and args.check else 0
+    return rewrite(((stack, PAGES[stack]) for stack in MAIN_PATHS), lambda page, stack: updated(page, stack, templates, prices), check=args.check)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from messaging_constructs._templates import referenced
+from scripts._pages import rewrite
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Each blueprint's docs page.
@@ -213,18 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if a page's diagram is out of date; write nothing")
     args = parser.parse_args(argv)
-    stale = []
-    for stack, template in synthesized().items():
-        path = ROOT / PAGES[stack]
-        page = path.read_text()
-        new = updated(page, stack, template)
-        if new != page:
-            stale.append(PAGES[stack])
-            if not args.check:
-                path.write_text(new)
-    if stale:
-        print(("out of date: " if args.check else "updated: ") + ", ".join(stale))
-    return 1 if stale and args.check else 0
+    templates = synthesized()
+    return rewrite(((stack, PAGES[stack]) for stack in templates), lambda page, stack: updated(page, stack, templates[stack]), check=args.check)
 
 
 if __name__ == "__main__":

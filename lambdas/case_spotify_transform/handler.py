@@ -24,9 +24,6 @@ USER_KEYS_TABLE, USER_KEYS_KMS_KEY (the key's ARN), all required;
 KEY_CACHE_SECONDS (default 300).
 """
 
-import base64
-import binascii
-import json
 import os
 from datetime import UTC, datetime
 from typing import Any
@@ -40,7 +37,6 @@ from botocore.config import Config
 from messaging_runtime import lake, listening
 from messaging_runtime.contracts.listening import FAMILIES
 from messaging_runtime.crypto_shredding import KeyCache, UserKeys
-from messaging_runtime.rejection import Rejected
 
 FAMILY = os.environ["EVENT_FAMILY"]
 if FAMILY not in FAMILIES:
@@ -61,51 +57,28 @@ keys = UserKeys(
 )
 
 
-def _answer(record_id: str, row: dict[str, Any], table: str) -> dict[str, Any]:
-    return {
-        "recordId": record_id,
-        "result": "Ok",
-        "data": base64.b64encode(json.dumps(row, separators=(",", ":")).encode()).decode(),
-        "metadata": {"otfMetadata": {"destinationDatabaseName": DATABASE, "destinationTableName": table, "operation": "insert"}},
-    }
+def _row(event: Any, arrived: datetime) -> tuple[dict[str, Any], str]:
+    key_id, aead = keys.for_user(event.user_id)
+    return listening.event_row(event, arrived, key_id, aead), listening.TABLES[event.event_type]
+
+
+def _quarantine(where: str, data: bytes, reason: str, arrived: datetime) -> tuple[dict[str, Any], str]:
+    user = listening.valid_user_named_in(data)
+    return listening.quarantine_row(where, data, reason, arrived, keys.for_user(user) if user else None), QUARANTINE
 
 
 def transform(records: list[dict[str, Any]], now: datetime) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """The answer for each record, and the counts."""
-    answers, counts, seen = [], {"RowsWritten": 0, "RecordsQuarantined": 0, "DuplicatesDropped": 0}, set()
-    for record in records:
-        record_id = record["recordId"]
-        metadata = record.get("kinesisRecordMetadata") or {}
-        where = f"{metadata.get('shardId', '?')}/{metadata.get('sequenceNumber', record_id)}"
-        try:
-            arrived = lake.arrival(record.get("approximateArrivalTimestamp"))
-        except (ValueError, OverflowError, OSError):
-            arrived = now
-        try:
-            data = base64.b64decode(record.get("data") or "", validate=True)
-        except (binascii.Error, ValueError, TypeError):
-            data, reason = str(record.get("data")).encode(), "the record's data is not base64"
-        else:
-            try:
-                event = listening.read_event(data, FAMILY)
-            except Rejected as rejected:
-                reason = rejected.reason
-            else:
-                if event.event_id in seen:
-                    answers.append({"recordId": record_id, "result": "Dropped", "data": record["data"]})
-                    counts["DuplicatesDropped"] += 1
-                    continue
-                seen.add(event.event_id)
-                key_id, aead = keys.for_user(event.user_id)
-                answers.append(_answer(record_id, listening.event_row(event, arrived, key_id, aead), listening.TABLES[event.event_type]))
-                counts["RowsWritten"] += 1
-                continue
-        user = listening.valid_user_named_in(data)
-        logger.warning("Record quarantined", extra={"record": where, "reason": reason})
-        row = listening.quarantine_row(where, data, reason, arrived, keys.for_user(user) if user else None)
-        answers.append(_answer(record_id, row, QUARANTINE))
-        counts["RecordsQuarantined"] += 1
-    return answers, counts
+    buffer = lake.transform_buffer(
+        records,
+        now,
+        database=DATABASE,
+        read=lambda data: listening.read_event(data, FAMILY),
+        row=_row,
+        quarantine=_quarantine,
+        on_quarantine=lambda where, reason: logger.warning("Record quarantined", extra={"record": where, "reason": reason}),
+    )
+    return buffer.answers, buffer.counts
 
 
 @logger.inject_lambda_context

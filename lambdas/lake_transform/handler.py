@@ -23,9 +23,6 @@ where it alarms. ``EventAge`` is each event's age when it reached the stream
 Environment: LAKE_DATABASE (required), the Glue database of both tables.
 """
 
-import base64
-import binascii
-import json
 import os
 from datetime import UTC, datetime
 from typing import Any
@@ -35,7 +32,6 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from messaging_runtime import lake
-from messaging_runtime.rejection import Rejected
 
 if not (DATABASE := os.environ.get("LAKE_DATABASE", "").strip()):
     raise RuntimeError("environment variable LAKE_DATABASE is required")
@@ -45,50 +41,19 @@ tracer = Tracer()
 metrics = Metrics()
 
 
-def _answer(record_id: str, row: dict[str, Any], table: str) -> dict[str, Any]:
-    return {
-        "recordId": record_id,
-        "result": "Ok",
-        "data": base64.b64encode(json.dumps(row, separators=(",", ":")).encode()).decode(),
-        "metadata": {"otfMetadata": {"destinationDatabaseName": DATABASE, "destinationTableName": table, "operation": "insert"}},
-    }
-
-
 def transform(records: list[dict[str, Any]], now: datetime) -> tuple[list[dict[str, Any]], dict[str, int], list[float]]:
     """The answer for each record, the counts, and the age of each event when it arrived (ms)."""
-    answers, counts, ages, seen = [], {"RowsWritten": 0, "RecordsQuarantined": 0, "DuplicatesDropped": 0}, [], set()
-    for record in records:
-        record_id = record["recordId"]
-        metadata = record.get("kinesisRecordMetadata") or {}
-        where = f"{metadata.get('shardId', '?')}/{metadata.get('sequenceNumber', record_id)}"
-        try:
-            arrived = lake.arrival(record.get("approximateArrivalTimestamp"))
-        except (ValueError, OverflowError, OSError):  # absent, or out of any calendar: the time it is handled
-            arrived = now
-        try:
-            data = base64.b64decode(record.get("data") or "", validate=True)
-        except (binascii.Error, ValueError, TypeError):
-            data = str(record.get("data")).encode()
-            reason = "the record's data is not base64"
-        else:
-            try:
-                event = lake.read_event(data)
-            except Rejected as rejected:
-                reason = rejected.reason
-            else:
-                if event.event_id in seen:
-                    answers.append({"recordId": record_id, "result": "Dropped", "data": record["data"]})
-                    counts["DuplicatesDropped"] += 1
-                    continue
-                seen.add(event.event_id)
-                answers.append(_answer(record_id, lake.event_row(event, arrived), lake.EVENTS_TABLE))
-                counts["RowsWritten"] += 1
-                ages.append((arrived - event.event_time).total_seconds() * 1000)
-                continue
-        logger.warning("Record quarantined", extra={"record": where, "reason": reason})
-        answers.append(_answer(record_id, lake.quarantine_row(where, data, reason, arrived), lake.QUARANTINE_TABLE))
-        counts["RecordsQuarantined"] += 1
-    return answers, counts, ages
+    buffer = lake.transform_buffer(
+        records,
+        now,
+        database=DATABASE,
+        read=lake.read_event,
+        row=lambda event, arrived: (lake.event_row(event, arrived), lake.EVENTS_TABLE),
+        quarantine=lambda where, data, reason, arrived: (lake.quarantine_row(where, data, reason, arrived), lake.QUARANTINE_TABLE),
+        on_quarantine=lambda where, reason: logger.warning("Record quarantined", extra={"record": where, "reason": reason}),
+    )
+    ages = [(arrived - event.event_time).total_seconds() * 1000 for event, arrived in buffer.events]
+    return buffer.answers, buffer.counts, ages
 
 
 @logger.inject_lambda_context
