@@ -12,6 +12,7 @@ from aws_cdk import App
 from messaging_constructs import Profile
 from stacks.capstone_analytics import CapstoneAnalyticsStack
 from stacks.capstone_orders import CapstoneOrdersStack
+from stacks.case_airbnb import CaseAirbnbStack
 from stacks.case_netflix import CaseNetflixStack
 from stacks.case_spotify import CaseSpotifyStack
 from stacks.case_uber import CaseUberStack
@@ -42,6 +43,7 @@ def build_app(app: App | None = None, *, compliance: bool = True) -> App:
     )
     CaseNetflixStack(app, "CaseNetflix", profile=profile, description="Case study: Netflix, microservices on a shared bus with per-team routes")
     CaseUberStack(app, "CaseUber", profile=profile, description="Case study: Uber, real-time driver positions, H3 matching and offers with a timeout")
+    CaseAirbnbStack(app, "CaseAirbnb", profile=profile, description="Case study: Airbnb, bookings on an event-sourced ledger with an idempotent payment saga")
     CaseSpotifyStack(app, "CaseSpotify", profile=profile, description="Case study: Spotify, event delivery with erasure by key deletion")
     if compliance:
         add_packs(app)

@@ -121,6 +121,8 @@ class Saga(Construct):
     :param on_completed: runs after the last step; a failure there is not compensated (make it a step if it may fail). Default: none.
     :param timeout: the longest an execution may run (then it times out, alarming). Default: 1 day.
     :param transient_attempts: retries of an action on transient errors (0 to 10). Default: 4.
+    :param retryable_errors: the steps' own errors that are retried like the transient ones (e.g. a provider's
+        timeout); any other error of a step goes straight to the compensations. Default: none.
     :param compensation_attempts: retries of each compensation (1 to 10). Default: 6.
     :param encryption_key: Default: a new key with rotation.
     :param failed_executions_alarm_threshold: ``ExecutionsFailed`` in 5 minutes that raise the alarm. Default: 1 (any).
@@ -148,6 +150,7 @@ class Saga(Construct):
         on_completed: Invoke | None = None,
         timeout: Duration = DEFAULT_TIMEOUT,
         transient_attempts: int = 4,
+        retryable_errors: Sequence[str] = (),
         compensation_attempts: int = 6,
         encryption_key: kms.IKey | None = None,
         failed_executions_alarm_threshold: int = 1,
@@ -212,7 +215,7 @@ class Saga(Construct):
         chain: sfn.Chain | None = None
         for step, action in zip(steps, actions, strict=True):
             if isinstance(step.action, Invoke) and transient_attempts:
-                action.add_retry(errors=list(TRANSIENT_ERRORS), max_attempts=transient_attempts, **_BACKOFF)
+                action.add_retry(errors=[*TRANSIENT_ERRORS, *retryable_errors], max_attempts=transient_attempts, **_BACKOFF)
             failed = sfn.Pass(self, f"{action.state_id} failed", result=sfn.Result.from_string(action.state_id), result_path="$.failed_step")
             failed.next(on_failure)
             action.add_catch(failed, errors=["States.ALL"], result_path="$.error")

@@ -38,6 +38,7 @@ PAGES = {
     "CapstoneAnalytics": "docs/capstone-analytics.md",
     "CaseNetflix": "docs/case-netflix.md",
     "CaseUber": "docs/case-uber.md",
+    "CaseAirbnb": "docs/case-airbnb.md",
     "CaseSpotify": "docs/case-spotify.md",
 }
 #: Resource type -> (kind shown, Mermaid shape opening and closing).

@@ -242,6 +242,27 @@ def _case_uber() -> Path:
     )
 
 
+def _case_airbnb() -> Path:
+    saga = Queue("SagaStarts")
+    return Path(
+        "a booking requested, charged once and confirmed, and its two events on the ledger",
+        [
+            Function("BookingCommands", cpu_us_per_record=UNMEASURED_US, wait_ms=3 * DYNAMODB_MS, records=1, share=2),  # request, confirm
+            TableWrites("EventStore", write_units=8, read_units=4),  # 2 events + 2 markers, transactional; marker read + query per command
+            TableWrites("OutboxTable", write_units=4),
+            PipeRequests("OutboxPipe", 2),
+            BusEvents("Bus", events=2),
+            saga,
+            Function("SagaStarter", cpu_us_per_record=UNMEASURED_US, wait_ms_per_record=API_MS, batch_of=saga),
+            Workflow("PaymentSaga", transitions=4),
+            Function("Payments", cpu_us_per_record=UNMEASURED_US, wait_ms=3 * DYNAMODB_MS + API_MS, records=1),
+            TableWrites("PaymentRequests", write_units=2, read_units=1),
+            Function("LedgerHandler", cpu_us_per_record=CPU_US["account projection"], wait_ms_per_record=DYNAMODB_MS, records=2),
+            TableWrites("LedgerReadModel", write_units=2),
+        ],
+    )
+
+
 def _case_spotify(*, unwraps_per_event: float = 24 / 30) -> Path:
     # 24 unwraps a day (2 families x 12 five-minute periods) for 30 events a day per listener (docs/case-spotify.md).
     return Path(
@@ -304,6 +325,7 @@ MAIN_PATHS: dict[str, MainPath] = {
     "CaseNetflix": MainPath("playback event", _case_netflix(), Traffic(rate=100, message_bytes=1024)),
     # 10,000 drivers online x 5.62 positions a minute after the filter (the experiment's share) is about 940 a second.
     "CaseUber": MainPath("position update", _case_uber(), Traffic(rate=940, message_bytes=200)),
+    "CaseAirbnb": MainPath("booking", _case_airbnb(), Traffic(rate=10, message_bytes=1024)),
     "CaseSpotify": MainPath(
         "listening event",
         _case_spotify(),

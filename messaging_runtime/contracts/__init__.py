@@ -33,7 +33,21 @@ from ._base import Contract, EventKind, OneOf, Upcaster
 __all__ = ["Contract", "EventKind", "OneOf", "Upcaster", "DOMAINS", "bus_kind", "kind", "kinds", "parse"]
 
 #: The domain modules, each with a ``KINDS`` tuple.
-DOMAINS = ("orders", "inventory", "reports", "shipments", "quotes", "invoices", "accounts", "clicks", "checkout", "analytics", "viewing", "listening")
+DOMAINS = (
+    "orders",
+    "inventory",
+    "reports",
+    "shipments",
+    "quotes",
+    "invoices",
+    "accounts",
+    "clicks",
+    "checkout",
+    "analytics",
+    "viewing",
+    "listening",
+    "bookings",
+)
 
 
 @functools.cache

@@ -29,6 +29,7 @@ STACKS = [
     "CapstoneAnalytics",
     "CaseNetflix",
     "CaseUber",
+    "CaseAirbnb",
     "CaseSpotify",
 ]
 
