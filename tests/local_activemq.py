@@ -333,6 +333,12 @@ def run_broker(amazon_mq_configuration: str, *, timeout: float = START_TIMEOUT) 
                 if time.monotonic() > deadline:
                     raise BrokerUnavailable(f"ActiveMQ did not listen on {HOST}:{stomp_port} within {timeout:.0f} s; log:\n{_tail(log_path)}")
                 time.sleep(0.2)
+            # The transport connectors listen before the broker logs that it has started: wait for that line too, so
+            # that a loaded machine does not see a half-written log.
+            while ") started" not in log_path.read_text(errors="replace"):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise BrokerUnavailable(f"ActiveMQ listened on {HOST}:{stomp_port} logged no start within {timeout:.0f} s; log:\n{_tail(log_path)}")
+                time.sleep(0.2)
             yield LocalActiveMQ(stomp_port=stomp_port, passwords=passwords, directory=directory, process=process)
         finally:
             _stop(process)
