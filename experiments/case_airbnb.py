@@ -55,6 +55,7 @@ from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
 from messaging_constructs.outbox import RELAY_CODE
 from messaging_runtime.contracts.bookings import SOURCE
+from stacks.case_airbnb import LEASE
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT, REGION = "123456789012", "us-east-1"
@@ -312,7 +313,7 @@ class World:
             "REBUILD_TABLE": tables["rebuilt"],
             "STATE_MACHINE_ARN": self.machine_arn,
             "EVENT_SOURCE": SOURCE,
-            "LEASE_SECONDS": "60",
+            "LEASE_SECONDS": str(int(LEASE.to_seconds())),
             "POWERTOOLS_LOG_LEVEL": "CRITICAL",
             "POWERTOOLS_METRICS_DISABLED": "true",
         }.items():

@@ -17,7 +17,11 @@ from ._paths import lambda_code
 #: attempt holding the request's lease, a lost race on the booking. Any other error of a step is final: compensate.
 RETRYABLE_ERRORS = ("ProviderTimeout", "ProviderThrottled", "PaymentInProgress", "BookingConflict")
 #: A payment request's lease: longer than the payments function's timeout (30 s), so a live call is never overtaken.
-LEASE = Duration.seconds(60)
+LEASE = Duration.seconds(35)
+#: Retries of a step on transient and retryable errors: backoff from 1 s doubling to 30 s with full jitter, about 90 s
+#: in all on average, so that a payments function that died holding the lease is retried after the lease lapses (and
+#: the provider's idempotency key gives back the charge it made) instead of the booking failing and being refunded.
+STEP_ATTEMPTS = 10
 
 
 class CaseAirbnbStack(Stack):
@@ -80,6 +84,7 @@ class CaseAirbnbStack(Stack):
             on_failure=Invoke("RecordPaymentFailed", bookings, {"command": "fail", **booking_id, "error.$": "$.error"}),
             on_compensated=Invoke("RecordRefund", bookings, {"command": "record_refund", **booking_id, "refund.$": "$.results.RefundGuest.result"}),
             retryable_errors=RETRYABLE_ERRORS,
+            transient_attempts=STEP_ATTEMPTS,
             timeout=Duration.hours(1),
             **common,
         )

@@ -8,7 +8,7 @@ import pytest
 from aws_cdk import App
 
 from messaging_constructs import Profile
-from stacks.case_airbnb import RETRYABLE_ERRORS, CaseAirbnbStack
+from stacks.case_airbnb import LEASE, RETRYABLE_ERRORS, CaseAirbnbStack
 from tests.stacks.helpers import actions, function, props
 
 STACK = "CaseAirbnb"
@@ -69,7 +69,7 @@ def test_the_payments_function_reads_and_writes_only_its_requests_table(template
     assert set(dynamodb) == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
     assert all({json.loads(r)["Fn::GetAtt"][0] for r in resources} == {requests} for resources in dynamodb.values())
     _, fn = function(template, "case_airbnb_payments")
-    assert fn["Environment"]["Variables"]["LEASE_SECONDS"] == "60" and fn["Timeout"] < 60
+    assert fn["Environment"]["Variables"]["LEASE_SECONDS"] == "35" and fn["Timeout"] < 35
 
 
 def test_the_saga_retries_the_retryable_errors_with_backoff_and_compensates_everything_else(template):
@@ -78,6 +78,9 @@ def test_the_saga_retries_the_retryable_errors_with_backoff_and_compensates_ever
         (retrier,) = states[step]["Retry"]
         assert set(RETRYABLE_ERRORS) <= set(retrier["ErrorEquals"]) and "States.ALL" not in retrier["ErrorEquals"]
         assert retrier["BackoffRate"] == 2 and retrier["JitterStrategy"] == "FULL"
+        # The retries' pauses, at their longest, outlast a dead function's lease by far (full jitter waits half on average).
+        pauses = [min(retrier["IntervalSeconds"] * 2**n, retrier.get("MaxDelaySeconds", 10**9)) for n in range(retrier["MaxAttempts"])]
+        assert sum(pauses) / 2 > LEASE.to_seconds() * 2, pauses
         assert states[step]["Catch"][0]["ErrorEquals"] == ["States.ALL"]
     assert not {"PaymentDeclined", "BookingNotConfirmable"} & set(states["ChargeGuest"]["Retry"][0]["ErrorEquals"])
     assert states["ChargeGuest"]["Parameters"]["Payload"] == {"action": "charge", "booking.$": "$.booking"}
