@@ -100,3 +100,21 @@ def template_json(checked):
         return json.loads(checked(profile).templates[stack].read_text())
 
     return get
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The controlling process (or a run without workers) names the folder the experiments write their figures to."""
+    if not hasattr(config, "workerinput") and "EXPERIMENT_FIGURES_DIR" not in os.environ:
+        import tempfile
+
+        os.environ["EXPERIMENT_FIGURES_DIR"] = tempfile.mkdtemp(prefix="experiment-figures-")
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The case-study experiments' figures (tests/experiments/figures.py), at the end of the run."""
+    directory = os.environ.get("EXPERIMENT_FIGURES_DIR")
+    files = sorted(Path(directory).glob("*.txt")) if directory else []
+    if files:
+        terminalreporter.write_sep("=", "experiment figures (measured on this machine)")
+        for file in files:
+            terminalreporter.write_line(file.read_text().rstrip("\n"))

@@ -22,7 +22,6 @@ import io
 import itertools
 import json
 import os
-import sys
 
 import pytest
 from aws_cdk import App
@@ -32,6 +31,7 @@ from hypothesis import strategies as st
 from experiments import case_airbnb as experiment
 from messaging_constructs import Profile
 from stacks.case_airbnb import CaseAirbnbStack
+from tests.experiments.figures import show
 from tests.handlers.conftest import handler_environment
 from tests.handlers.test_order_fault_injection import StateMachine
 
@@ -50,7 +50,7 @@ def template(tmp_path_factory):
 
 
 def report(title: str, result: experiment.Result) -> None:
-    print(f"\nCaseAirbnb, no double charge, {title} (this machine):", *(f"  {line}" for line in result.lines()), sep="\n", file=sys.__stdout__)
+    show("case-airbnb", "\n".join([f"CaseAirbnb, no double charge, {title} (this machine):", *(f"  {line}" for line in result.lines())]))
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ from experiments import case_netflix as experiment
 from messaging_constructs import Profile
 from messaging_constructs.costs import Traffic
 from stacks.case_netflix import TEAMS, CaseNetflixStack
+from tests.experiments.figures import figures as shown
 from tests.handlers.conftest import FakeLambdaContext, handler_environment
 
 EVENTS = 200
@@ -64,11 +65,11 @@ def test_every_team_rule_of_the_stack_is_exercised(template):
     assert sorted(route.team for route in experiment.routes(template)) == sorted(team.name for team in TEAMS)
 
 
-def test_healthy_teams_get_every_event_in_the_same_rounds_while_one_team_fails(runs, capsys):
+def test_healthy_teams_get_every_event_in_the_same_rounds_while_one_team_fails(runs):
     entries, results = runs
     expected = experiment.expected_routes(entries)
     healthy, failing = results["healthy"], results["one failing"]
-    with capsys.disabled():
+    with shown("case-netflix"):
         print(f"\nCaseNetflix isolation: {EVENTS} events through the stack's rules; {FAILING}'s service fails every call in the second run")
         header = f"{'team':<16}{'routed':>8}{'delivered':>11}{'DLQ':>6}{'rounds':>8}{'rounds, one failing':>21}"
         print(header + f"{'failed tries':>14}{'service calls':>15}{'handler s':>11}")
@@ -98,13 +99,13 @@ def test_the_failing_team_dead_letters_every_event_after_max_receives_and_delive
     assert 0 < run.service_calls < run.failed_attempts
 
 
-def test_cost_per_event_charges_the_bus_once_and_each_team_its_own_requests(template, capsys):
+def test_cost_per_event_charges_the_bus_once_and_each_team_its_own_requests(template):
     traffic = Traffic(rate=1000, message_bytes=experiment.keystone_event_bytes())
     figures = {k: experiment.cost_per_event(template, k, traffic) for k in KS}
     per_day = experiment.KEYSTONE_EVENTS_PER_DAY
     sinks = experiment.KEYSTONE_SINK_KINDS
     at_keystone, _ = experiment.cost_per_event(template, sinks, traffic)
-    with capsys.disabled():
+    with shown("case-netflix"):
         kinds = sorted({kind for _, by_kind in figures.values() for kind in by_kind})
         print(f"\nCaseNetflix fan-out cost, US$ per million events of {traffic.message_bytes} bytes at {traffic.rate:.0f}/s (list prices, us-east-1)")
         print(f"{'teams':>6}{'total':>10}{'per team':>10}" + "".join(f"{kind:>13}" for kind in kinds))

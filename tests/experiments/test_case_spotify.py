@@ -9,6 +9,7 @@ import pytest
 from moto import mock_aws
 
 from experiments.case_spotify import key_costs, one_time_costs, run_shredding
+from tests.experiments.figures import figures
 
 USERS, EVENTS_PER_USER = 50, 200
 ENVIRONMENT = {
@@ -41,11 +42,11 @@ def shredding():
         os.environ.update(saved)
 
 
-def test_every_row_of_the_erased_user_fails_and_every_other_row_opens_to_what_was_sent(shredding, capsys):
+def test_every_row_of_the_erased_user_fails_and_every_other_row_opens_to_what_was_sent(shredding):
     r = shredding
     rows = sum(len(v) for t, v in r.rows.items() if not t.endswith("_quarantine"))
     opened = r.victim_failures["victim's row opened"]
-    with capsys.disabled():
+    with figures("case-spotify"):
         print(f"\nCaseSpotify crypto-shredding, measured on this machine (moto KMS and DynamoDB), {r.users} users x {EVENTS_PER_USER} events:")
         print(f"  rows written: {rows} in {r.invocations} transformation invocations ({', '.join(f'{t} {len(v)}' for t, v in sorted(r.rows.items()))})")
         print(f"  erased {r.victim}: {r.victim_failures['key erased']} of its {r.victim_rows} rows fail (key erased), {opened} open")
@@ -62,9 +63,9 @@ def test_every_row_of_the_erased_user_fails_and_every_other_row_opens_to_what_wa
     assert r.victim_in_clear == 0
 
 
-def test_kms_is_called_once_per_user_and_family_with_the_cache_not_once_per_record(shredding, capsys):
+def test_kms_is_called_once_per_user_and_family_with_the_cache_not_once_per_record(shredding):
     r = shredding
-    with capsys.disabled():
+    with figures("case-spotify"):
         print("  KMS requests to write the history:")
         print(f"    key cache kept between invocations (as deployed, 5 min): {r.write_calls_total} ({dict(r.write_calls)})")
         print(f"    key cache emptied at every invocation: {r.write_calls_cold_cache}")
@@ -77,10 +78,10 @@ def test_kms_is_called_once_per_user_and_family_with_the_cache_not_once_per_reco
     assert r.reader_calls == {"Decrypt": r.users - 1}
 
 
-def test_per_user_data_keys_cost_a_fraction_of_per_user_kms_keys_and_per_table_keys_cannot_shred(capsys):
+def test_per_user_data_keys_cost_a_fraction_of_per_user_kms_keys_and_per_table_keys_cannot_shred():
     users = 1_000_000
     costs = key_costs(users)
-    with capsys.disabled():
+    with figures("case-spotify"):
         print(f"\nCaseSpotify, keys for {users:,} listeners a month (messaging_constructs/costs/prices.toml):")
         for cost in costs:
             parts = ", ".join(f"{name} ${usd:,.2f}" for name, usd in cost.usd.items())
@@ -94,11 +95,11 @@ def test_per_user_data_keys_cost_a_fraction_of_per_user_kms_keys_and_per_table_k
     assert all(c.can_shred_one_user for c in costs[:4])
 
 
-def test_sealing_a_row_costs_cpu_and_bytes_printed_not_asserted_in_time(capsys):
+def test_sealing_a_row_costs_cpu_and_bytes_printed_not_asserted_in_time():
     from experiments.case_spotify import history, sealing_cost
 
     cost = sealing_cost(history(20, 100))
-    with capsys.disabled():
+    with figures("case-spotify"):
         print(
             f"\nCaseSpotify sealing, this machine: read {cost['read_us']:.0f} µs per record, read and seal "
             f"{cost['read_and_seal_us']:.0f} µs; event {cost['event_bytes']:.0f} bytes, sealed row {cost['row_bytes']:.0f} bytes"

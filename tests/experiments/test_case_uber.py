@@ -46,6 +46,7 @@ from experiments.case_uber import (
 )
 from messaging_constructs.costs import total
 from messaging_runtime.driver_index import brute_force_nearest
+from tests.experiments.figures import figures
 from tests.handlers.conftest import handler_environment
 from tests.handlers.iot_rule import TopicRule
 
@@ -129,12 +130,12 @@ def experiment(tmp_path_factory):
     return results
 
 
-def test_parked_drivers_send_only_their_refreshes_and_every_message_reaches_the_index(experiment, capsys):
+def test_parked_drivers_send_only_their_refreshes_and_every_message_reaches_the_index(experiment):
     run = experiment["positions"]
     refreshes = math.ceil(MINUTES * 60 / 60.0)  # the first position, then one a minute (DistanceFilter.refresh_s)
     sent = sum(run.sent.values())
     parked = sum(run.sent[d] for d in experiment["parked"])
-    with capsys.disabled():
+    with figures("case-uber"):
         print(
             f"\nCaseUber positions, measured on this machine (Mosquitto on 127.0.0.1, moto DynamoDB), {DRIVERS} drivers x {run.ticks} ticks of {EVERY_S:g} s:"
         )
@@ -148,12 +149,12 @@ def test_parked_drivers_send_only_their_refreshes_and_every_message_reaches_the_
     assert sum(run.outcomes.values()) == sent and run.outcomes.get("stale", 0) == 0
 
 
-def test_every_lookup_returns_the_truly_nearest_drivers(experiment, capsys):
+def test_every_lookup_returns_the_truly_nearest_drivers(experiment):
     lookups = experiment["lookups"]
     rings = [s.rings for s, _ in lookups]
     cells = [s.cells for s, _ in lookups]
     equal = sum(1 for s, b in lookups if [d.driver_id for d in s.drivers] == [d for d, _ in b])
-    with capsys.disabled():
+    with figures("case-uber"):
         print(f"\nCaseUber ring search, measured on this machine (moto DynamoDB), {LOOKUPS} lookups of the {NEAREST} nearest of {DRIVERS} drivers:")
         print(f"  lookups: {LOOKUPS / experiment['lookup_seconds']:,.1f}/s; rings searched median {statistics.median(rings)} (max {max(rings)}),")
         print(f"  cells queried median {statistics.median(cells)} (max {max(cells)}); answers equal to brute-force haversine: {equal}/{LOOKUPS}")
@@ -161,7 +162,7 @@ def test_every_lookup_returns_the_truly_nearest_drivers(experiment, capsys):
         assert [d.driver_id for d in search.drivers] == [d for d, _ in brute]
 
 
-def test_a_refused_offer_goes_to_the_next_driver_and_the_rider_sees_it_live(experiment, capsys):
+def test_a_refused_offer_goes_to_the_next_driver_and_the_rider_sees_it_live(experiment):
     first_offer, next_offer, assigned = [], [], []
     phones = experiment["phones"]
     for ride in experiment["rides"]:
@@ -182,21 +183,21 @@ def test_a_refused_offer_goes_to_the_next_driver_and_the_rider_sees_it_live(expe
         "decline -> offer on the next driver's phone": next_offer,
         "accept -> ASSIGNED on the rider's phone": assigned,
     }
-    with capsys.disabled():
+    with figures("case-uber"):
         print(f"\nCaseUber offer flow, measured on this machine (moto Step Functions and DynamoDB, WebSocket stand-in), {RIDES} rides:")
         for label, values in timings.items():
             within = f"{sum(1 for v in values if v <= PUSH_TARGET_S)}/{len(values)} within {PUSH_TARGET_S:g} s"
             print(f"  {label}: median {statistics.median(values) * 1000:,.0f} ms, max {max(values) * 1000:,.0f} ms; {within}")
 
 
-def test_the_distance_filter_cuts_the_cost_of_a_driver_minute(experiment, capsys):
+def test_the_distance_filter_cuts_the_cost_of_a_driver_minute(experiment):
     run = experiment["positions"]
     sent = sum(run.sent.values())
     per_minute = {"every 4 s, unfiltered": 60 / EVERY_S, "after the distance filter": sent / (DRIVERS * MINUTES)}
     shares = {"every 4 s, unfiltered": run.cell_changes_unfiltered / (DRIVERS * run.ticks), "after the distance filter": run.cell_changes_filtered / sent}
     message_bytes = 200
     costs = {}
-    with capsys.disabled():
+    with figures("case-uber"):
         prices = "list prices of messaging_constructs/costs/prices.toml"
         print(f"\nCaseUber cost of positions per million driver-minutes ({prices}; {DRIVERS_ONLINE:,} drivers online):")
         for profile in ("sandbox", "production"):
