@@ -37,7 +37,8 @@ def test_the_readme_idle_figures_are_the_reports(templates, prices):
     idle = {stack: total(idle_cost(templates["sandbox"][stack], prices)) for stack in MAIN_PATHS}
     stated = re.search(r"about \$(\d+) and \$(\d+) a month in the sandbox profile", readme)
     assert stated and (int(stated[1]), int(stated[2])) == (round(idle["Exercise03Streaming"]), round(idle["Exercise05EnterpriseMessaging"]))
-    assert f"(about ${round(idle['CapstoneAnalytics'])} a month idle)" in readme
+    streams = re.search(r"on-demand Kinesis streams \(about \$(\d+), \$(\d+) and \$(\d+) a month idle\)", " ".join(readme.split()))
+    assert streams and tuple(map(int, streams.groups())) == tuple(round(idle[s]) for s in ("CapstoneAnalytics", "CaseUber", "CaseSpotify"))
 
 
 def test_the_cpu_figures_are_the_measured_ones_in_performance_md():
