@@ -181,13 +181,13 @@ def transform_buffer(
     read: Callable[[bytes], Any],
     row: Callable[[Any, datetime], tuple[Mapping[str, Any], str]],
     quarantine: Callable[[str, bytes, str, datetime], tuple[Mapping[str, Any], str]],
-    on_quarantine: Callable[[str, str], None] | None = None,
+    logger: Any = None,
 ) -> Buffer:
     """Answer a Firehose transformation buffer of a Kinesis source: every record once, in order, nothing lost.
 
     ``read`` turns a record's bytes into an event (``Rejected`` when they are not one); ``row`` makes the event's row
     and names its table; ``quarantine(where, data, reason, arrived)`` does the same for a record that is not an event
-    (``where`` is ``<shard>/<sequence number>``), after ``on_quarantine(where, reason)``. A second copy of an event id
+    (``where`` is ``<shard>/<sequence number>``), logged first as a warning with ``logger`` when one is given. A second copy of an event id
     in the buffer is ``Dropped``. A record's arrival is ``approximateArrivalTimestamp``, or ``now`` when it has none.
     """
     buffer, seen = Buffer(), set()
@@ -219,8 +219,8 @@ def transform_buffer(
                 buffer.counts["RowsWritten"] += 1
                 buffer.events.append((event, arrived))
                 continue
-        if on_quarantine:
-            on_quarantine(where, reason)
+        if logger is not None:
+            logger.warning("Record quarantined", extra={"record": where, "reason": reason})
         quarantined, table = quarantine(where, data, reason, arrived)
         buffer.answers.append(answer(record_id, quarantined, database, table))
         buffer.counts["RecordsQuarantined"] += 1

@@ -54,20 +54,38 @@ def run_step(
     return result
 
 
-def read_step(event: Any, actions: Collection[str]) -> tuple[str, SagaOrder]:
-    """``(action, order)`` of a step's input; InvalidSagaInput naming what was expected (and up to five field errors) otherwise."""
+def read_step(
+    event: Any,
+    actions: Collection[str],
+    *,
+    field: str = "order",
+    model: Any = SagaOrder,
+    expected: str = "an order with order_id, customer_id, items, total and currency",
+) -> tuple[str, Any]:
+    """``(action, <the model's consumer view of event[field]>)`` of a step's input; InvalidSagaInput naming what was
+    expected (and up to five field errors) otherwise."""
     if not isinstance(event, dict) or event.get("action") not in actions:
-        expected = " | ".join(f'"{action}"' for action in actions)
-        raise InvalidSagaInput(f'expected {{"action": {expected}, "order": {{...}}}}, got {str(event)[:200]}')
+        choices = " | ".join(f'"{action}"' for action in actions)
+        raise InvalidSagaInput(f'expected {{"action": {choices}, "{field}": {{...}}}}, got {str(event)[:200]}')
     try:
-        return event["action"], SagaOrder.Consumer.model_validate(event.get("order"))
+        return event["action"], model.Consumer.model_validate(event.get(field))
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'order'}: {e['msg']}" for e in error.errors()[:5])
-        raise InvalidSagaInput(f"expected an order with order_id, customer_id, items, total and currency: {problems}") from None
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or field}: {e['msg']}" for e in error.errors()[:5])
+        raise InvalidSagaInput(f"expected {expected}: {problems}") from None
 
 
 #: The fields of an order the saga carries.
 SAGA_ORDER_FIELDS = ("order_id", "customer_id", "items", "total", "currency")
+
+
+def start_once(stepfunctions: Any, state_machine_arn: str, name: str, document: str) -> bool:
+    """Start the execution ``name`` with ``document``; False when one of that name exists already (a redelivered start:
+    Step Functions refuses a second execution of a name with ``ExecutionAlreadyExists``, so the saga runs once)."""
+    try:
+        stepfunctions.start_execution(stateMachineArn=state_machine_arn, name=name, input=document)
+    except stepfunctions.exceptions.ExecutionAlreadyExists:
+        return False
+    return True
 
 
 def saga_input(order: Mapping[str, Any], *, compensate: Mapping[str, str] | None = None) -> str:

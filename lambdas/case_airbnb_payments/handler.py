@@ -38,10 +38,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from boto3.dynamodb.conditions import Attr
 from payment_provider import PaymentProvider, ProviderDeclined, ProviderThrottled, ProviderTimeout
-from pydantic import ValidationError
 
 from messaging_runtime.contracts.bookings import SagaBooking
-from messaging_runtime.saga_steps import InvalidSagaInput
+from messaging_runtime.saga_steps import InvalidSagaInput, read_step
 
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
 requests = boto3.resource("dynamodb").Table(os.environ["REQUESTS_TABLE_NAME"])
@@ -151,13 +150,7 @@ ACTIONS = {"charge": charge, "refund": refund}
 
 
 def read(event: Any) -> tuple[str, SagaBooking]:
-    if not isinstance(event, dict) or event.get("action") not in ACTIONS:
-        raise InvalidSagaInput(f'expected {{"action": "charge" | "refund", "booking": {{...}}}}, got {str(event)[:200]}')
-    try:
-        return event["action"], SagaBooking.Consumer.model_validate(event.get("booking"))
-    except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'booking'}: {e['msg']}" for e in error.errors()[:5])
-        raise InvalidSagaInput(f"expected a booking with booking_id, guest_id, amount_minor and currency: {problems}") from None
+    return read_step(event, ACTIONS, field="booking", model=SagaBooking, expected="a booking with booking_id, guest_id, amount_minor and currency")
 
 
 @logger.inject_lambda_context(clear_state=True)

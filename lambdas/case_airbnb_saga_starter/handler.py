@@ -27,6 +27,7 @@ from messaging_runtime import readers
 from messaging_runtime.batch import SQS, BatchConsumer
 from messaging_runtime.contracts.bookings import BOOKING_CHANGED, SOURCE, BookingChangedV1
 from messaging_runtime.rejection import Rejected
+from messaging_runtime.saga_steps import start_once
 
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
 stepfunctions = boto3.client("stepfunctions")
@@ -49,13 +50,7 @@ def execution(change: BookingChangedV1) -> tuple[str, str]:
 
 
 def start(change: BookingChangedV1, record: SQSRecord) -> None:
-    name, document = execution(change)
-    try:
-        stepfunctions.start_execution(stateMachineArn=STATE_MACHINE_ARN, name=name, input=document)
-    except stepfunctions.exceptions.ExecutionAlreadyExists:
-        consumer.count("DuplicateStartsRefused")
-        return
-    consumer.count("SagaStarts")
+    consumer.count("SagaStarts" if start_once(stepfunctions, STATE_MACHINE_ARN, *execution(change)) else "DuplicateStartsRefused")
 
 
 @logger.inject_lambda_context

@@ -22,6 +22,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from messaging_runtime import readers
 from messaging_runtime.batch import SQS, BatchConsumer
 from messaging_runtime.contracts.viewing import STUDIO_SOURCE, TITLE_UPLOADED, TitleUploadedV1
+from messaging_runtime.saga_steps import start_once
 
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
 stepfunctions = boto3.client("stepfunctions")
@@ -37,12 +38,7 @@ consumer = BatchConsumer(
 def start(title: TitleUploadedV1, record: SQSRecord) -> None:
     # The same text for the same upload, so that a repeated start of a running execution matches the first.
     document = json.dumps({"title": title.model_dump(mode="json")}, sort_keys=True)
-    try:
-        stepfunctions.start_execution(stateMachineArn=STATE_MACHINE_ARN, name=title.upload_id, input=document)
-    except stepfunctions.exceptions.ExecutionAlreadyExists:
-        consumer.count("DuplicateStartsRefused")
-        return
-    consumer.count("WorkflowStarts")
+    consumer.count("WorkflowStarts" if start_once(stepfunctions, STATE_MACHINE_ARN, title.upload_id, document) else "DuplicateStartsRefused")
 
 
 @logger.inject_lambda_context

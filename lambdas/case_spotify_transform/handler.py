@@ -76,7 +76,7 @@ def transform(records: list[dict[str, Any]], now: datetime) -> tuple[list[dict[s
         read=lambda data: listening.read_event(data, FAMILY),
         row=_row,
         quarantine=_quarantine,
-        on_quarantine=lambda where, reason: logger.warning("Record quarantined", extra={"record": where, "reason": reason}),
+        logger=logger,
     )
     return buffer.answers, buffer.counts
 

@@ -32,6 +32,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
+from messaging_runtime.api_gateway import authorizer_policy
 from messaging_runtime.rides import ANSWERS, DRIVER_DECLINED, RIDE_ID, TOKEN_PURPOSE, parse_channel
 from messaging_runtime.status_tokens import StatusTokens
 
@@ -52,20 +53,15 @@ def count(name: str) -> None:
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
 
 
-def policy(effect: str, principal: str, resource: str) -> dict[str, Any]:
-    statement = {"Action": "execute-api:Invoke", "Effect": effect, "Resource": resource}
-    return {"principalId": principal, "policyDocument": {"Version": "2012-10-17", "Statement": [statement]}}
-
-
 def authorize(event: dict[str, Any]) -> dict[str, Any]:
     query = event.get("queryStringParameters") or {}
     channel = query.get("channel")
     if parse_channel(channel) is not None and tokens.verify(channel, query.get("token")):
         count("ConnectionsAuthorized")
-        return {**policy("Allow", channel, event["methodArn"]), "context": {"channel": channel}}
+        return {**authorizer_policy("Allow", channel, event["methodArn"]), "context": {"channel": channel}}
     logger.warning("Connection refused", extra={"reason": "not a channel" if parse_channel(channel) is None else "the token is not this channel's"})
     count("ConnectionsRefused")
-    return policy("Deny", "refused", event["methodArn"])
+    return authorizer_policy("Deny", "refused", event["methodArn"])
 
 
 def channel_of(request: dict[str, Any]) -> str | None:

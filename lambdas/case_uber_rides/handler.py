@@ -16,7 +16,6 @@ Environment: INDEX_TABLE_NAME, RIDES_TABLE_NAME, STATE_MACHINE_ARN, STATUS_TOKEN
 import hashlib
 import json
 import os
-import re
 import time
 from typing import Any
 
@@ -26,13 +25,13 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import ValidationError
 
+from messaging_runtime.api_gateway import handle_errors, idempotency_key, principal, read_body
 from messaging_runtime.driver_index import DriverIndex
 from messaging_runtime.rides import NO_DRIVER, SEARCHING, TOKEN_PURPOSE, RideRequest, ride_id_for, rider_channel
+from messaging_runtime.saga_steps import start_once
 from messaging_runtime.status_tokens import StatusTokens
 
-KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_CANDIDATES = int(os.environ.get("MAX_CANDIDATES", "5"))
 #: A ride item is kept a day (DynamoDB TTL).
 KEEP_SECONDS = 86_400
@@ -48,37 +47,12 @@ tokens = StatusTokens(boto3.client("kms"), os.environ["STATUS_TOKEN_KEY_ID"], pu
 app = APIGatewayRestResolver()
 
 
-class Refused(Exception):
-    """The request is answered with ``args``: a status and a body."""
-
-
 def answer(status: int, body: dict[str, Any]) -> Response:
     return Response(status_code=status, content_type="application/json", body=json.dumps(body, separators=(",", ":")))
 
 
 def rider() -> str:
-    context = app.current_event.request_context
-    principal = context.authorizer.claims.get("sub") or context.identity.user_arn
-    if not principal:
-        raise Refused(401, {"message": "the request is not authenticated"})
-    return hashlib.sha256(principal.encode()).hexdigest()[:32]
-
-
-def idempotency_key() -> str:
-    value = app.current_event.headers.get("Idempotency-Key")
-    if not isinstance(value, str) or not KEY.fullmatch(value):
-        raise Refused(400, {"message": "the Idempotency-Key header is required: 1 to 64 letters, digits, _ or -"})
-    return value
-
-
-def read_request() -> RideRequest:
-    try:
-        return RideRequest.model_validate_json(app.current_event.decoded_body or "")
-    except ValidationError as error:
-        errors = [{"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]} for e in error.errors(include_url=False, include_input=False)]
-    except ValueError:
-        errors = [{"field": "body", "message": "must be UTF-8 JSON text"}]
-    raise Refused(400, {"message": "the body is not a ride request", "errors": errors})
+    return hashlib.sha256(principal(app).encode()).hexdigest()[:32]
 
 
 def store(ride_id: str, rider_id: str, request: RideRequest) -> tuple[bool, dict[str, Any]]:
@@ -107,15 +81,12 @@ def store(ride_id: str, rider_id: str, request: RideRequest) -> tuple[bool, dict
 
 @app.post("/rides")
 def request_ride() -> Response:
-    rider_id, key, request = rider(), idempotency_key(), read_request()
+    rider_id, key, request = rider(), idempotency_key(app), read_body(app, RideRequest, "a ride request")
     ride_id = ride_id_for(rider_id, key)
     written, ride = store(ride_id, rider_id, request)
     candidates = ride["dispatch"]["candidates"]
     if candidates:
-        try:
-            sfn.start_execution(stateMachineArn=STATE_MACHINE_ARN, name=ride_id, input=json.dumps(ride["dispatch"], separators=(",", ":")))
-        except sfn.exceptions.ExecutionAlreadyExists:
-            pass  # this ride's dispatch is running or done
+        start_once(sfn, STATE_MACHINE_ARN, ride_id, json.dumps(ride["dispatch"], separators=(",", ":")))  # False: running or done already
     metrics.add_metric(name="RidesRequested" if written else "RideRepeats", unit=MetricUnit.Count, value=1)
     if written and not candidates:
         metrics.add_metric(name="RidesWithoutDrivers", unit=MetricUnit.Count, value=1)
@@ -124,14 +95,7 @@ def request_ride() -> Response:
     return answer(202, body)
 
 
-app.exception_handler(Refused)(lambda refused: answer(*refused.args))
-app.not_found(lambda error: answer(404, {"message": "not found"}))
-
-
-@app.exception_handler(Exception)
-def failed(error: Exception) -> Response:
-    logger.exception("Request failed", extra={"request_id": app.current_event.request_context.request_id})
-    return answer(500, {"message": "internal error; please try again later"})
+handle_errors(app, logger, answer)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

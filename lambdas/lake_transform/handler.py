@@ -50,7 +50,7 @@ def transform(records: list[dict[str, Any]], now: datetime) -> tuple[list[dict[s
         read=lake.read_event,
         row=lambda event, arrived: (lake.event_row(event, arrived), lake.EVENTS_TABLE),
         quarantine=lambda where, data, reason, arrived: (lake.quarantine_row(where, data, reason, arrived), lake.QUARANTINE_TABLE),
-        on_quarantine=lambda where, reason: logger.warning("Record quarantined", extra={"record": where, "reason": reason}),
+        logger=logger,
     )
     ages = [(arrived - event.event_time).total_seconds() * 1000 for event, arrived in buffer.events]
     return buffer.answers, buffer.counts, ages

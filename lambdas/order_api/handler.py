@@ -29,14 +29,14 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import ValidationError
 
+from messaging_runtime.api_gateway import Refused, handle_errors, idempotency_key, principal, read_body
 from messaging_runtime.checkout import OrderStore, TransitionRefused, customer_id_of, order_id_for, request_hash
 from messaging_runtime.contracts.checkout import ORDER_ACCEPTED, PlaceOrderRequest
 from messaging_runtime.outbox import Outbox
 from messaging_runtime.status_tokens import StatusTokens
 
-KEY, ORDER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}"), re.compile(r"o-[A-Za-z0-9_-]{1,64}")
+ORDER_ID = re.compile(r"o-[A-Za-z0-9_-]{1,64}")
 DEADLINE_SECONDS = int(os.environ.get("ORDER_DEADLINE_SECONDS", "1800"))
 NO_SUCH_ORDER = "no such order"
 
@@ -56,39 +56,12 @@ def json_number(value: Decimal) -> int | float:
 app = APIGatewayRestResolver(serializer=lambda body: json.dumps(body, separators=(",", ":"), default=json_number))
 
 
-class Refused(Exception):
-    """The request is answered with ``args``: a status and a body."""
-
-
 def answer(status: int, body: dict[str, Any], **headers: str) -> Response:
     return Response(status_code=status, content_type="application/json", body=body, headers=headers)
 
 
 def customer() -> str:
-    context = app.current_event.request_context
-    principal = context.authorizer.claims.get("sub") or context.identity.user_arn
-    if not principal:
-        raise Refused(401, {"message": "the request is not authenticated"})
-    return customer_id_of(principal)
-
-
-def idempotency_key() -> str:
-    event = app.current_event
-    values = event.multi_value_headers.get("Idempotency-Key") or [event.headers.get("Idempotency-Key")]
-    if len(set(values)) != 1 or not isinstance(values[0], str) or not KEY.fullmatch(values[0]):
-        raise Refused(400, {"message": "the Idempotency-Key header is required: one value of 1 to 64 letters, digits, _ or -"})
-    return values[0]
-
-
-def read_request() -> PlaceOrderRequest:
-    try:
-        return PlaceOrderRequest.model_validate_json(app.current_event.decoded_body or "")
-    except ValidationError as error:
-        reasons = error.errors(include_url=False, include_input=False)
-        errors = [{"field": ".".join(str(part) for part in reason["loc"]) or "body", "message": reason["msg"]} for reason in reasons]
-    except ValueError:  # a base64 body that is not UTF-8 text
-        errors = [{"field": "body", "message": "must be UTF-8 JSON text"}]
-    raise Refused(400, {"message": "the body is not a valid order", "errors": errors})
+    return customer_id_of(principal(app))
 
 
 def place(customer_id: str, key: str, request: PlaceOrderRequest) -> tuple[bool, dict[str, Any]]:
@@ -104,7 +77,7 @@ def place(customer_id: str, key: str, request: PlaceOrderRequest) -> tuple[bool,
 @app.post("/orders")
 def place_order() -> Response:
     try:
-        placed, order = place(customer(), idempotency_key(), read_request())
+        placed, order = place(customer(), idempotency_key(app), read_body(app, PlaceOrderRequest, "a valid order"))
     except Refused:
         metrics.add_metric(name="OrdersRefused", unit=MetricUnit.Count, value=1)
         raise
@@ -141,14 +114,7 @@ def cancel_order(order_id: str) -> Response:
     return answer(202, {"order_id": order_id, "status": order["status"], "cancel_requested": True})
 
 
-app.exception_handler(Refused)(lambda refused: answer(*refused.args))
-app.not_found(lambda error: answer(404, {"message": "not found"}))  # else the handler of Exception would answer it
-
-
-@app.exception_handler(Exception)
-def failed(error: Exception) -> Response:
-    logger.exception("Request failed", extra={"request_id": app.current_event.request_context.request_id})
-    return answer(500, {"message": "internal error; please try again later"})
+handle_errors(app, logger, answer)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

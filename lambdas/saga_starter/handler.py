@@ -27,7 +27,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from messaging_runtime import readers
 from messaging_runtime.batch import SQS, BatchConsumer
 from messaging_runtime.contracts.checkout import ORDER_ACCEPTED, SOURCE, OrderAcceptedV1
-from messaging_runtime.saga_steps import saga_input
+from messaging_runtime.saga_steps import saga_input, start_once
 
 logger = Logger()
 tracer = Tracer()
@@ -40,9 +40,7 @@ consumer = BatchConsumer(
 
 
 def start(order: OrderAcceptedV1, record: SQSRecord) -> None:
-    try:
-        stepfunctions.start_execution(stateMachineArn=STATE_MACHINE_ARN, name=order.order_id, input=saga_input(order.model_dump()))
-    except stepfunctions.exceptions.ExecutionAlreadyExists:
+    if not start_once(stepfunctions, STATE_MACHINE_ARN, order.order_id, saga_input(order.model_dump())):
         consumer.count("DuplicateStartsRefused")
         return
     consumer.count("SagaStarts")

@@ -28,6 +28,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import TypeAdapter, ValidationError
 
+from messaging_runtime.api_gateway import authorizer_policy
 from messaging_runtime.contracts.fields import OrderId
 from messaging_runtime.status_tokens import StatusTokens
 
@@ -52,22 +53,17 @@ def order_id_or_none(value: Any) -> str | None:
         return None
 
 
-def policy(effect: str, principal: str, resource: str) -> dict[str, Any]:
-    statement = {"Action": "execute-api:Invoke", "Effect": effect, "Resource": resource}
-    return {"principalId": principal, "policyDocument": {"Version": "2012-10-17", "Statement": [statement]}}
-
-
 def authorize(event: dict[str, Any]) -> dict[str, Any]:
     query = event.get("queryStringParameters") or {}
     order_id, token = order_id_or_none(query.get("order_id")), query.get("token")
     if order_id is not None and tokens.verify(order_id, token):
         metrics.add_metric(name="ConnectionsAuthorized", unit=MetricUnit.Count, value=1)
-        return {**policy("Allow", order_id, event["methodArn"]), "context": {"order_id": order_id}}
+        return {**authorizer_policy("Allow", order_id, event["methodArn"]), "context": {"order_id": order_id}}
     reason = "order_id is not an order id" if order_id is None else "the token is not this order's"
     identity = (event.get("requestContext") or {}).get("identity") or {}
     logger.warning("Connection refused", extra={"reason": reason, "source_ip": identity.get("sourceIp")})
     metrics.add_metric(name="ConnectionsRefused", unit=MetricUnit.Count, value=1)
-    return policy("Deny", "refused", event["methodArn"])
+    return authorizer_policy("Deny", "refused", event["methodArn"])
 
 
 def connection_key(context: dict[str, Any]) -> dict[str, Any] | None:
