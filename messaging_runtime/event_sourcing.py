@@ -262,12 +262,15 @@ def rebuild(
     page_size: int = 0,
     keep_going: Callable[[], bool] = lambda: True,
     on_rejected: Callable[[dict[str, Any], Exception], None] = lambda item, error: None,
+    read: Callable[[Mapping[str, Any]], dict[str, Any]] = plain,
+    reason: Callable[[Exception], str] = lambda error: f"{type(error).__name__}: {error}"[:500],
 ) -> dict[str, Any]:
     """Apply every event item of the store (a strongly consistent scan of ``kind = event``) with ``apply(item)``.
 
-    ``apply`` takes the item's plain values and returns whether the read model changed. An item it raises on is
-    rejected (counted, up to 50 listed, ``on_rejected`` called) and the rebuild goes on. After each page it stops
-    when ``keep_going()`` is false, answering ``complete: false`` and ``next_start_key``.
+    ``apply`` takes the item as ``read`` gives it (by default its plain values) and returns whether the read model
+    changed. An item that does not read, or that ``apply`` raises on, is rejected (counted, up to 50 listed with its
+    ``reason``, ``on_rejected`` called) and the rebuild goes on. After each page it stops when ``keep_going()`` is
+    false, answering ``complete: false`` and ``next_start_key``.
     """
     applied = already_current = 0
     aggregates: set[str] = set()
@@ -290,12 +293,12 @@ def rebuild(
         for raw in page.get("Items", []):
             named = {name: raw[name].get("S", raw[name].get("N")) for name in (AGGREGATE_ID, VERSION) if name in raw}
             try:
-                changed = apply(plain(raw))
+                changed = apply(read(raw))
             except Exception as error:  # one unreadable item is that item's failure, never the rebuild's
                 on_rejected(named, error)
                 rejected_count += 1
                 if len(rejected) < MAX_REPORTED_REJECTIONS:
-                    rejected.append({**named, "reason": f"{type(error).__name__}: {error}"[:500]})
+                    rejected.append({**named, "reason": reason(error)})
                 continue
             applied += 1
             already_current += 0 if changed else 1

@@ -46,10 +46,10 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
+from messaging_runtime.event_sourcing import rebuild
 from messaging_runtime.rejection import reason_of, validation_reason
 
 REMAINING_TIME_MARGIN_MS = 60_000
-MAX_REPORTED_REJECTIONS = 50
 
 EVENT_STORE_TABLE = os.environ["EVENT_STORE_TABLE"]
 REBUILD_TABLE = os.environ.get("REBUILD_TABLE") or None
@@ -85,25 +85,6 @@ def target_of(event: Any) -> tuple[str, dict[str, Any] | None]:
     return target, request.start_key
 
 
-def scan_arguments(start_key: dict[str, Any] | None) -> dict[str, Any]:
-    arguments: dict[str, Any] = {
-        "TableName": EVENT_STORE_TABLE,
-        "ConsistentRead": True,
-        "FilterExpression": "#kind = :event",
-        "ExpressionAttributeNames": {"#kind": "kind"},
-        "ExpressionAttributeValues": {":event": {"S": "event"}},
-    }
-    if SCAN_PAGE_SIZE:
-        arguments["Limit"] = SCAN_PAGE_SIZE
-    if start_key:
-        arguments["ExclusiveStartKey"] = start_key
-    return arguments
-
-
-def _key_of(item: dict[str, Any]) -> dict[str, Any]:
-    return {"aggregate_id": item.get("aggregate_id"), "version": str(item.get("version"))}
-
-
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
@@ -115,44 +96,21 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         metrics.add_metric(name="RebuildRequestsRefused", unit=MetricUnit.Count, value=1)
         raise
     logger.info("Rebuild started", extra={"target_table": target, "start_key": start_key})
-    events = already_current = 0
-    accounts: set[str] = set()
-    rejected: list[dict[str, Any]] = []
-    rejected_count = 0
-    while True:
-        page = dynamodb.scan(**scan_arguments(start_key))
-        for raw in page.get("Items", []):
-            # The key as stored, to name the item even when it cannot be deserialized.
-            item = {name: raw[name].get("S", raw[name].get("N")) for name in ("aggregate_id", "version") if name in raw}
-            try:
-                item = {name: deserializer.deserialize(value) for name, value in raw.items()}
-                account_event = read_model.parse_item(item)
-            except Exception as exc:  # any failure to read one item rejects that item, not the rebuild
-                reason = reason_of(exc, what="the item")
-                logger.error("Rejected item", extra={**_key_of(item), "reason": reason})
-                rejected_count += 1
-                if len(rejected) < MAX_REPORTED_REJECTIONS:
-                    rejected.append({**_key_of(item), "reason": reason})
-                continue
-            if not read_model.apply(dynamodb, target, account_event):
-                already_current += 1
-            events += 1
-            accounts.add(account_event.aggregate_id)
-        start_key = page.get("LastEvaluatedKey")
-        if not start_key or context.get_remaining_time_in_millis() < REMAINING_TIME_MARGIN_MS:
-            break
-    result: dict[str, Any] = {
-        "events": events,
-        "accounts": len(accounts),
-        "target_table": target,
-        "already_current": already_current,
-        "rejected": rejected_count,
-        "rejected_items": rejected,
-        "complete": not start_key,
-    }
-    if start_key:
-        result["next_start_key"] = start_key
-    metrics.add_metric(name="EventsRebuilt", unit=MetricUnit.Count, value=events)
-    metrics.add_metric(name="RejectedItems", unit=MetricUnit.Count, value=rejected_count)
-    logger.info("Rebuild finished" if not start_key else "Rebuild stopped before the end, to be continued", extra=result)
+    result = rebuild(
+        dynamodb,
+        EVENT_STORE_TABLE,
+        lambda item: read_model.apply(dynamodb, target, read_model.parse_item(item)),
+        start_key=start_key,
+        page_size=SCAN_PAGE_SIZE,
+        keep_going=lambda: context.get_remaining_time_in_millis() >= REMAINING_TIME_MARGIN_MS,
+        on_rejected=lambda item, error: logger.error("Rejected item", extra={**item, "reason": reason_of(error, what="the item")}),
+        # Plain values as TypeDeserializer gives them (the accounts contract reads Decimals), not made into ints.
+        read=lambda raw: {name: deserializer.deserialize(value) for name, value in raw.items()},
+        reason=lambda error: reason_of(error, what="the item"),
+    )
+    result["accounts"] = result.pop("aggregates")
+    result["target_table"] = target
+    metrics.add_metric(name="EventsRebuilt", unit=MetricUnit.Count, value=result["events"])
+    metrics.add_metric(name="RejectedItems", unit=MetricUnit.Count, value=result["rejected"])
+    logger.info("Rebuild finished" if result["complete"] else "Rebuild stopped before the end, to be continued", extra=result)
     return result
