@@ -173,6 +173,14 @@ def answer(record_id: str, row: Mapping[str, Any], database: str, table: str) ->
     }
 
 
+def buffer_records(event: Any) -> list[dict[str, Any]]:
+    """The ``records`` of a Firehose transformation event; ValueError when it is not one (each record needs a ``recordId``)."""
+    records = event.get("records") if isinstance(event, dict) else None
+    if not isinstance(records, list) or not all(isinstance(r, dict) and isinstance(r.get("recordId"), str) for r in records):
+        raise ValueError("expected a Firehose transformation event: records[] each with a recordId")
+    return records
+
+
 def transform_buffer(
     records: list[dict[str, Any]],
     now: datetime,

@@ -85,9 +85,7 @@ def transform(records: list[dict[str, Any]], now: datetime) -> tuple[list[dict[s
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    records = event.get("records") if isinstance(event, dict) else None
-    if not isinstance(records, list) or not all(isinstance(r, dict) and isinstance(r.get("recordId"), str) for r in records):
-        raise ValueError("expected a Firehose transformation event: records[] each with a recordId")
+    records = lake.buffer_records(event)
     calls_before, created_before = sum(keys.kms_calls.values()), keys.keys_created
     answers, counts = transform(records, datetime.now(UTC))
     counts["KmsCalls"] = sum(keys.kms_calls.values()) - calls_before

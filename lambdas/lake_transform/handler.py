@@ -60,9 +60,7 @@ def transform(records: list[dict[str, Any]], now: datetime) -> tuple[list[dict[s
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    records = event.get("records") if isinstance(event, dict) else None
-    if not isinstance(records, list) or not all(isinstance(r, dict) and isinstance(r.get("recordId"), str) for r in records):
-        raise ValueError("expected a Firehose transformation event: records[] each with a recordId")
+    records = lake.buffer_records(event)
     answers, counts, ages = transform(records, datetime.now(UTC))
     for name, value in counts.items():
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
